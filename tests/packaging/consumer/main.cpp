@@ -1,0 +1,14 @@
+#include <cacheaside/cacheaside.hpp>
+#include <cacheaside/hiredis_client.hpp>
+
+#include <cstdio>
+#include <string>
+
+int main() {
+  cacheaside::HiredisClient client(cacheaside::HiredisOptions{});
+  cacheaside::CacheAside<std::string> cache(client);
+  std::printf("consumer built against cacheaside %d.%d.%d, namespace %s\n",
+              CACHEASIDE_VERSION_MAJOR, CACHEASIDE_VERSION_MINOR, CACHEASIDE_VERSION_PATCH,
+              cache.options().keyNamespace.c_str());
+  return 0;
+}
