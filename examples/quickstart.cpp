@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
 
   const auto timed = [&](const char* label) {
     const auto start = std::chrono::steady_clock::now();
-    const auto list = products.getOrLoad("products:kitchen", [] { return queryProducts("kitchen"); });
+    const auto list =
+        products.getOrLoad("products:kitchen", [] { return queryProducts("kitchen"); });
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                         std::chrono::steady_clock::now() - start)
                         .count();

@@ -34,14 +34,13 @@
 namespace cacheaside {
 
 namespace detail {
-template <typename T>
-struct IsOptional : std::false_type {};
-template <typename T>
-struct IsOptional<std::optional<T>> : std::true_type {};
+template <typename T> struct IsOptional : std::false_type {};
+template <typename T> struct IsOptional<std::optional<T>> : std::true_type {};
 
 template <typename T, typename Loader>
-using LoadResult = std::conditional_t<
-    IsOptional<std::decay_t<std::invoke_result_t<Loader&>>>::value, std::optional<T>, T>;
+using LoadResult =
+    std::conditional_t<IsOptional<std::decay_t<std::invoke_result_t<Loader&>>>::value,
+                       std::optional<T>, T>;
 } // namespace detail
 
 /// A cache-aside view of Redis for values of type T.
@@ -52,8 +51,7 @@ using LoadResult = std::conditional_t<
 ///
 /// \tparam T the cached type; copyable.
 /// \tparam S the serializer (see serializer.hpp); JSON by default, raw bytes for std::string.
-template <typename T, typename S = Serializer<T>>
-class CacheAside {
+template <typename T, typename S = Serializer<T>> class CacheAside {
 public:
   /// The cached type.
   using value_type = T;
@@ -98,12 +96,9 @@ public:
         return std::optional<T>(std::invoke(loader));
       }
     };
-    bool joined = false;
-    std::optional<T> result =
-        flights_.run(rk, [&] { return fetch(key, rk, load, eff); }, joined);
-    if (joined) {
-      Counters::bump(counters_.coalesced);
-    }
+    std::optional<T> result = flights_.run(
+        rk, [&] { return fetch(key, rk, load, eff); },
+        [this] { Counters::bump(counters_.coalesced); });
     if constexpr (kMaybe) {
       return result;
     } else {
@@ -161,8 +156,8 @@ public:
       encodeValue(value, 0, record);
     } catch (const std::exception& e) {
       Counters::bump(counters_.encodeFailures);
-      throw Error("cacheaside: cannot serialize the value for key '" +
-                  detail::printableKey(key) + "': " + e.what());
+      throw Error("cacheaside: cannot serialize the value for key '" + detail::printableKey(key) +
+                  "': " + e.what());
     }
     if (record.size() - envelope::kHeaderSize > options_.maxValueBytes) {
       Counters::bump(counters_.oversizedValues);
@@ -201,7 +196,8 @@ public:
   void invalidate(std::initializer_list<std::string_view> keys) { invalidateRange(keys); }
 
   /// Invalidates every key of a range of strings or string views, in one round trip.
-  template <typename Range, typename = std::enable_if_t<!std::is_convertible_v<const Range&, std::string_view>>>
+  template <typename Range,
+            typename = std::enable_if_t<!std::is_convertible_v<const Range&, std::string_view>>>
   void invalidate(const Range& keys) {
     invalidateRange(keys);
   }
@@ -289,10 +285,9 @@ private:
           if (Clock::now() + pause > deadline) {
             Counters::bump(counters_.waitTimeouts);
             if (eff.onWaitTimeout == WaitTimeoutPolicy::Throw) {
-              throw LockTimeoutError("cacheaside: gave up after " +
-                                     std::to_string(eff.waitBudget.count()) +
-                                     " ms waiting for another caller to load key '" +
-                                     detail::printableKey(key) + "'");
+              throw LockTimeoutError(
+                  "cacheaside: gave up after " + std::to_string(eff.waitBudget.count()) +
+                  " ms waiting for another caller to load key '" + detail::printableKey(key) + "'");
             }
             return Next::LoadUncached;
           }
@@ -384,8 +379,7 @@ private:
     }
   }
 
-  template <typename Range>
-  void invalidateRange(const Range& keys) {
+  template <typename Range> void invalidateRange(const Range& keys) {
     std::vector<std::string> rks;
     for (const auto& key : keys) {
       rks.push_back(detail::redisKey(options_.keyNamespace, std::string_view(key)));

@@ -56,7 +56,8 @@ public:
 class Script {
 public:
   /// Wraps the script's source.
-  explicit Script(std::string source) : source_(std::move(source)), sha1_(detail::sha1Hex(source_)) {}
+  explicit Script(std::string source)
+      : source_(std::move(source)), sha1_(detail::sha1Hex(source_)) {}
 
   /// The Lua source.
   const std::string& source() const noexcept { return source_; }

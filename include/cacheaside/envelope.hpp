@@ -68,8 +68,9 @@ inline std::optional<Envelope> decode(std::string_view bytes) noexcept {
   Envelope env;
   env.kind = static_cast<EntryKind>(kind);
   for (int i = 0; i < 4; ++i) {
-    env.loadMillis |= std::uint32_t{static_cast<unsigned char>(bytes[4 + static_cast<std::size_t>(i)])}
-                      << (8 * i);
+    env.loadMillis |=
+        std::uint32_t{static_cast<unsigned char>(bytes[4 + static_cast<std::size_t>(i)])}
+        << (8 * i);
   }
   env.payload = bytes.substr(kHeaderSize);
   if (env.kind == EntryKind::Negative && !env.payload.empty()) {

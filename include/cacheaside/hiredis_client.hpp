@@ -152,8 +152,8 @@ public:
     std::vector<std::size_t> lens;
     toArgv(argv, args, lens);
     errno = 0;
-    detail::HiredisReplyPtr reply(redisCommandArgv(conn.get(), static_cast<int>(args.size()),
-                                                   args.data(), lens.data()));
+    detail::HiredisReplyPtr reply(
+        redisCommandArgv(conn.get(), static_cast<int>(args.size()), args.data(), lens.data()));
     if (!reply) {
       fail(conn.get(), errno);
     }
@@ -220,9 +220,8 @@ private:
       return true;
     }
 #endif
-    return c->err == REDIS_ERR_IO &&
-           (savedErrno == EAGAIN || savedErrno == EWOULDBLOCK || savedErrno == ETIMEDOUT ||
-            savedErrno == EINPROGRESS);
+    return c->err == REDIS_ERR_IO && (savedErrno == EAGAIN || savedErrno == EWOULDBLOCK ||
+                                      savedErrno == ETIMEDOUT || savedErrno == EINPROGRESS);
   }
 
   [[noreturn]] void fail(redisContext* c, int savedErrno) const {
@@ -285,8 +284,8 @@ private:
     }
     const auto* r = static_cast<const redisReply*>(reply.get());
     if (r->type == REDIS_REPLY_ERROR) {
-      throw ReplyError("cacheaside: redis " + endpoint() + ": " + what + " failed: " +
-                       std::string(r->str, r->len));
+      throw ReplyError("cacheaside: redis " + endpoint() + ": " + what +
+                       " failed: " + std::string(r->str, r->len));
     }
   }
 
@@ -294,8 +293,8 @@ private:
     std::unique_lock<std::mutex> lock(mutex_);
     const auto deadline = std::chrono::steady_clock::now() + options_.poolWaitTimeout;
     while (idle_.empty() && open_ >= options_.poolSize) {
-      if (available_.wait_until(lock, deadline) == std::cv_status::timeout &&
-          idle_.empty() && open_ >= options_.poolSize) {
+      if (available_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
+          open_ >= options_.poolSize) {
         throw TimeoutError("cacheaside: redis " + endpoint() + ": all " +
                            std::to_string(options_.poolSize) + " pooled connections busy");
       }

@@ -21,24 +21,21 @@ namespace cacheaside {
 
 namespace detail {
 
-template <typename T, typename = void>
-struct HasToJson : std::false_type {};
+template <typename T, typename = void> struct HasToJson : std::false_type {};
 template <typename T>
 struct HasToJson<T, std::void_t<decltype(nlohmann::adl_serializer<T>::to_json(
                         std::declval<nlohmann::json&>(), std::declval<const T&>()))>>
     : std::true_type {};
 
-template <typename T, typename = void>
-struct HasFromJson : std::false_type {};
+template <typename T, typename = void> struct HasFromJson : std::false_type {};
 template <typename T>
 struct HasFromJson<T, std::void_t<decltype(std::declval<const nlohmann::json&>().get<T>())>>
     : std::true_type {};
 
 template <typename T>
-inline constexpr bool kJsonSerializable = HasToJson<T>::value && HasFromJson<T>::value;
+inline constexpr bool kJsonSerializable = HasToJson<T>::value&& HasFromJson<T>::value;
 
-template <typename T>
-void requireJsonSerializable() {
+template <typename T> void requireJsonSerializable() {
   static_assert(kJsonSerializable<T>,
                 "cacheaside: T cannot be converted to and from JSON. Give it to_json/from_json "
                 "(NLOHMANN_DEFINE_TYPE_INTRUSIVE or NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE), "
@@ -48,8 +45,7 @@ void requireJsonSerializable() {
 } // namespace detail
 
 /// JSON text through nlohmann::json and the type's to_json/from_json.
-template <typename T>
-struct JsonSerializer {
+template <typename T> struct JsonSerializer {
   /// Appends the JSON text of value to out.
   static void encode(const T& value, std::string& out) {
     detail::requireJsonSerializable<T>();
@@ -63,14 +59,11 @@ struct JsonSerializer {
 };
 
 /// MessagePack through nlohmann::json: smaller and faster to decode than JSON text.
-template <typename T>
-struct MsgPackSerializer {
+template <typename T> struct MsgPackSerializer {
   /// Appends the MessagePack encoding of value to out.
   static void encode(const T& value, std::string& out) {
     detail::requireJsonSerializable<T>();
-    nlohmann::json::to_msgpack(
-        nlohmann::json(value),
-        nlohmann::detail::output_adapter<char>(out));
+    nlohmann::json::to_msgpack(nlohmann::json(value), nlohmann::detail::output_adapter<char>(out));
   }
   /// Decodes MessagePack bytes into a T; throws nlohmann::json::exception on bad bytes.
   static T decode(std::string_view bytes) {
@@ -80,14 +73,11 @@ struct MsgPackSerializer {
 };
 
 /// CBOR (RFC 8949) through nlohmann::json.
-template <typename T>
-struct CborSerializer {
+template <typename T> struct CborSerializer {
   /// Appends the CBOR encoding of value to out.
   static void encode(const T& value, std::string& out) {
     detail::requireJsonSerializable<T>();
-    nlohmann::json::to_cbor(
-        nlohmann::json(value),
-        nlohmann::detail::output_adapter<char>(out));
+    nlohmann::json::to_cbor(nlohmann::json(value), nlohmann::detail::output_adapter<char>(out));
   }
   /// Decodes CBOR bytes into a T; throws nlohmann::json::exception on bad bytes.
   static T decode(std::string_view bytes) {
@@ -106,11 +96,9 @@ struct RawStringSerializer {
 
 /// The serializer CacheAside<T> uses by default, and the customization point for types you do
 /// not own: JSON for every T, except std::string, which is stored raw.
-template <typename T>
-struct Serializer : JsonSerializer<T> {};
+template <typename T> struct Serializer : JsonSerializer<T> {};
 
 /// std::string is stored raw, not as a JSON string literal.
-template <>
-struct Serializer<std::string> : RawStringSerializer {};
+template <> struct Serializer<std::string> : RawStringSerializer {};
 
 } // namespace cacheaside

@@ -19,7 +19,8 @@ struct Stats {
   std::uint64_t leaseWaits = 0;
   /// Calls whose wait budget ran out.
   std::uint64_t waitTimeouts = 0;
-  /// Calls that joined a load or lookup already in flight in this process for the same key.
+  /// Calls that joined a lookup already in flight in this instance for the same key (counted
+  /// when they join, before they get the result).
   std::uint64_t coalesced = 0;
   /// Stored records that could not be decoded (foreign bytes, another format, another schema).
   std::uint64_t decodeFailures = 0;

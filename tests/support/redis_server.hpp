@@ -16,6 +16,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace testsupport {
 
@@ -41,7 +43,8 @@ inline int freeLoopbackPort() {
 
 class RedisServer {
 public:
-  RedisServer() {
+  // extraArgs go to redis-server after the defaults, e.g. {"--requirepass", "secret"}.
+  explicit RedisServer(std::vector<std::string> extraArgs = {}) : extraArgs_(std::move(extraArgs)) {
     for (int attempt = 0; attempt < 5; ++attempt) {
       port_ = freeLoopbackPort();
       if (tryStart()) {
@@ -76,7 +79,16 @@ public:
 
 private:
   bool tryStart() {
-    const std::string port = std::to_string(port_);
+    // Everything the child needs is built before fork(): only exec-safe calls after it.
+    std::vector<std::string> args{
+        "redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",  "--save", "",
+        "--appendonly", "no",     "--daemonize",         "no",     "--loglevel", "warning"};
+    args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
+    std::vector<char*> argv;
+    for (auto& a : args) {
+      argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
     const pid_t pid = ::fork();
     if (pid < 0) {
       throw std::runtime_error("fork() failed");
@@ -87,9 +99,7 @@ private:
         ::dup2(devnull, STDOUT_FILENO);
         ::dup2(devnull, STDERR_FILENO);
       }
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
-               static_cast<char*>(nullptr));
+      ::execvp("redis-server", argv.data());
       ::_exit(127);
     }
     pid_ = pid;
@@ -114,8 +124,9 @@ private:
     redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
     bool ok = false;
     if (c != nullptr && c->err == 0) {
-      auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-      ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+      const char* argv[] = {"PING"};
+      auto* r = static_cast<redisReply*>(redisCommandArgv(c, 1, argv, nullptr));
+      ok = r != nullptr; // PONG, or NOAUTH from a server that wants a password: up either way
       if (r != nullptr) {
         freeReplyObject(r);
       }
@@ -135,6 +146,7 @@ private:
     }
   }
 
+  std::vector<std::string> extraArgs_;
   int port_ = 0;
   pid_t pid_ = -1;
 };

@@ -12,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 namespace testsupport {
@@ -58,6 +59,33 @@ inline std::string uniqueNamespace(const std::string& prefix) {
   std::random_device rd;
   return "test:" + prefix + ":" + std::to_string(::getpid()) + ":" + std::to_string(rd()) + ":" +
          std::to_string(counter++);
+}
+
+} // namespace testsupport
+
+#include <cacheaside/options.hpp>
+
+namespace testsupport {
+
+// Cache options with a fresh namespace; the rest as the library's defaults.
+inline cacheaside::CacheOptions cacheOptions(const std::string& prefix) {
+  cacheaside::CacheOptions o;
+  o.keyNamespace = uniqueNamespace(prefix);
+  return o;
+}
+
+// Yields until pred() holds or a generous deadline passes: waits for an observable event, never
+// for a guessed duration. Returns whether pred() held.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 } // namespace testsupport

@@ -81,7 +81,8 @@ inline std::string sha1Hex(std::string_view data) {
   std::string out(40, '0');
   for (int i = 0; i < 5; ++i) {
     for (int j = 0; j < 8; ++j) {
-      out[static_cast<std::size_t>(i * 8 + j)] = kHex[(h[static_cast<std::size_t>(i)] >> (28 - 4 * j)) & 0xF];
+      out[static_cast<std::size_t>(i * 8 + j)] =
+          kHex[(h[static_cast<std::size_t>(i)] >> (28 - 4 * j)) & 0xF];
     }
   }
   return out;

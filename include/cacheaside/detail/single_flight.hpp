@@ -17,16 +17,15 @@
 
 namespace cacheaside::detail {
 
-template <typename R>
-class SingleFlight {
+template <typename R> class SingleFlight {
 public:
-  /// Runs work() for key unless a call for key is already running, in which case it waits for
-  /// that call and returns a copy of its result (or rethrows its exception). Sets joined to
-  /// whether this call waited for another.
-  template <typename Work>
-  R run(const std::string& key, Work&& work, bool& joined) {
+  /// Runs work() for key unless a call for key is already running, in which case it calls
+  /// onJoin(), waits for that call and returns a copy of its result (or rethrows its exception).
+  template <typename Work, typename OnJoin>
+  R run(const std::string& key, Work&& work, OnJoin&& onJoin) {
     Shard& shard = shardFor(key);
     std::shared_ptr<Flight> flight;
+    bool joined = false;
     {
       std::lock_guard<std::mutex> lock(shard.mutex);
       auto [it, inserted] = shard.flights.try_emplace(key);
@@ -40,6 +39,7 @@ public:
       joined = !inserted;
     }
     if (joined) {
+      onJoin();
       std::unique_lock<std::mutex> lock(flight->mutex);
       flight->done.wait(lock, [&] { return flight->finished; });
       if (flight->error) {
@@ -71,6 +71,14 @@ public:
     return n;
   }
 
+  /// Callers waiting for the call in flight for key (0 when there is none).
+  std::size_t followers(const std::string& key) const {
+    const Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    const auto it = shard.flights.find(key);
+    return it == shard.flights.end() ? 0 : it->second->followers;
+  }
+
   /// Hash buckets held across shards (to show that finished keys leave nothing behind).
   std::size_t bucketCount() const {
     std::size_t n = 0;
@@ -99,6 +107,9 @@ private:
   static constexpr std::size_t kShards = 16;
 
   Shard& shardFor(std::string_view key) {
+    return shards_[std::hash<std::string_view>{}(key) % kShards];
+  }
+  const Shard& shardFor(std::string_view key) const {
     return shards_[std::hash<std::string_view>{}(key) % kShards];
   }
 

@@ -1,0 +1,171 @@
+#include "support/catch.hpp"
+#include "support/redis_server.hpp"
+#include "support/test_redis.hpp"
+
+#include <cacheaside/hiredis_client.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+using cacheaside::HiredisClient;
+using cacheaside::HiredisOptions;
+using cacheaside::Reply;
+using namespace std::chrono_literals;
+
+TEST_CASE("commands are binary-safe argv: NUL, CR/LF and 1 MB arguments round-trip") {
+  HiredisClient client(testsupport::clientOptions());
+  const std::string key = testsupport::uniqueNamespace("argv") + std::string(":\0\r\n", 4);
+  const std::string value = std::string("\0\r\n$3\r\n", 7) + std::string(1 << 20, 'v');
+  CHECK(client.command({"SET", key, value}).str == "OK");
+  const Reply r = client.command({"GET", key});
+  CHECK(r.type == Reply::Type::String);
+  CHECK(r.str == value);
+  CHECK(client.command({"DEL", key}).integer == 1);
+  CHECK(client.command({"GET", key}).isNil());
+}
+
+TEST_CASE("a pipeline returns every reply in order, error replies included, in one call") {
+  HiredisClient client(testsupport::clientOptions());
+  const std::string key = testsupport::uniqueNamespace("pipe");
+  const std::vector<Reply> replies = client.pipeline(
+      {{"SET", key, "1"}, {"INCRBY", key, "not a number"}, {"INCR", key}, {"DEL", key}});
+  REQUIRE(replies.size() == 4);
+  CHECK(replies[0].type == Reply::Type::Status);
+  CHECK(replies[1].isError());
+  CHECK(replies[2].integer == 2);
+  CHECK(replies[3].integer == 1);
+}
+
+TEST_CASE("an error reply is returned, not thrown, and the connection stays usable") {
+  HiredisClient client(testsupport::clientOptions());
+  const Reply r = client.command({"NOSUCHCOMMAND", "x"});
+  CHECK(r.isError());
+  CHECK(r.str.find("unknown command") != std::string::npos);
+  CHECK(client.command({"PING"}).str == "PONG");
+}
+
+TEST_CASE("nothing listening is a ConnectionError naming the endpoint") {
+  HiredisOptions o;
+  o.port = testsupport::freeLoopbackPort();
+  HiredisClient client(o);
+  try {
+    client.command({"PING"});
+    FAIL("connected to nothing");
+  } catch (const cacheaside::ConnectionError& e) {
+    CHECK(std::string(e.what()).find(std::to_string(o.port)) != std::string::npos);
+  }
+}
+
+TEST_CASE("a command slower than the command timeout is a TimeoutError, and the pool recovers") {
+  testsupport::RedisServer server({"--enable-debug-command", "yes"});
+  auto o = testsupport::clientOptions(server.host(), server.port());
+  o.commandTimeout = 100ms;
+  o.poolSize = 1;
+  HiredisClient client(o);
+  CHECK_THROWS_AS(client.command({"DEBUG", "SLEEP", "0.5"}), cacheaside::TimeoutError);
+  // The timed-out connection was dropped (its late reply would be read as the next one's).
+  CHECK(testsupport::eventually([&] {
+    try {
+      return client.command({"ECHO", "after"}).str == "after";
+    } catch (const cacheaside::ConnectionError&) {
+      return false;
+    }
+  }));
+}
+
+TEST_CASE("AUTH with a password, with an ACL user, and SELECT of a database") {
+  testsupport::RedisServer server({"--requirepass", "s3cret pass"});
+  auto o = testsupport::clientOptions(server.host(), server.port());
+  {
+    HiredisClient noPassword(o);
+    const Reply r = noPassword.command({"PING"});
+    CHECK(r.isError()); // NOAUTH
+  }
+  o.password = "wrong";
+  CHECK_THROWS_AS(HiredisClient(o).command({"PING"}), cacheaside::ReplyError);
+  o.password = "s3cret pass";
+  o.db = 3;
+  HiredisClient client(o);
+  CHECK(client.command({"SET", "k", "in db 3"}).str == "OK");
+  CHECK(client.command({"SELECT", "0"}).str == "OK");
+  CHECK(client.command({"GET", "k"}).isNil());
+  CHECK(client.command({"SELECT", "3"}).str == "OK");
+
+  CHECK(client.command({"ACL", "SETUSER", "app", "on", ">app pass", "~*", "+@all"}).str == "OK");
+  auto acl = o;
+  acl.user = "app";
+  acl.password = "app pass";
+  HiredisClient asApp(acl);
+  CHECK(asApp.command({"ACL", "WHOAMI"}).str == "app");
+  CHECK(asApp.command({"GET", "k"}).str == "in db 3");
+}
+
+TEST_CASE("a Unix socket works in place of TCP") {
+  const std::string path = "/tmp/cacheaside-test-" + std::to_string(::getpid()) + ".sock";
+  testsupport::RedisServer server({"--unixsocket", path, "--unixsocketperm", "700"});
+  HiredisOptions o;
+  o.unixSocket = path;
+  o.commandTimeout = 2s;
+  HiredisClient client(o);
+  CHECK(client.command({"PING"}).str == "PONG");
+}
+
+TEST_CASE("the pool serves many threads with at most poolSize connections") {
+  testsupport::RedisServer server;
+  auto o = testsupport::clientOptions(server.host(), server.port());
+  o.poolSize = 3;
+  HiredisClient client(o);
+  HiredisClient observer(testsupport::clientOptions(server.host(), server.port()));
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        const std::string v = std::to_string(t * 1000 + i);
+        if (client.command({"ECHO", v}).str == v) {
+          ++ok;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  CHECK(ok == 8 * 200);
+  // connected_clients counts the observer itself too.
+  const std::string info = observer.command({"INFO", "clients"}).str;
+  const auto at = info.find("connected_clients:");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stoi(info.substr(at + 18)) <= 3 + 1);
+}
+
+TEST_CASE("a borrower finding every connection busy gets a TimeoutError after poolWaitTimeout") {
+  testsupport::RedisServer server;
+  auto o = testsupport::clientOptions(server.host(), server.port());
+  o.poolSize = 1;
+  o.poolWaitTimeout = 20ms;
+  HiredisClient client(o);
+  HiredisClient other(testsupport::clientOptions(server.host(), server.port()));
+  std::thread blocked([&] { client.command({"BLPOP", "wake", "10"}); });
+  REQUIRE(testsupport::eventually([&] {
+    return other.command({"CLIENT", "LIST"}).str.find("cmd=blpop") != std::string::npos;
+  }));
+  CHECK_THROWS_AS(client.command({"PING"}), cacheaside::TimeoutError);
+  other.command({"LPUSH", "wake", "1"});
+  blocked.join();
+  CHECK(client.command({"PING"}).str == "PONG");
+}
+
+TEST_CASE("invalid client options are rejected") {
+  HiredisOptions o;
+  o.poolSize = 0;
+  CHECK_THROWS_AS(HiredisClient(o), std::invalid_argument);
+  o.poolSize = 1;
+  o.commandTimeout = 0ms;
+  CHECK_THROWS_AS(HiredisClient(o), std::invalid_argument);
+}

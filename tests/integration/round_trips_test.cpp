@@ -1,0 +1,71 @@
+// Round trips as the server counts them (MONITOR on a private redis-server, so no other test's
+// traffic mixes in).
+#include "support/catch.hpp"
+#include "support/monitor.hpp"
+#include "support/product.hpp"
+#include "support/redis_server.hpp"
+#include "support/test_redis.hpp"
+
+#include <cacheaside/cacheaside.hpp>
+#include <cacheaside/hiredis_client.hpp>
+
+#include <string>
+#include <vector>
+
+using cacheaside::CacheAside;
+using cacheaside::HiredisClient;
+using testsupport::product;
+using testsupport::Product;
+
+namespace {
+std::string verb(const std::string& monitorLine) {
+  // 1700000000.123456 [0 127.0.0.1:5555] "SET" "key" ...
+  const auto open = monitorLine.find("] \"");
+  const auto close = monitorLine.find('"', open + 3);
+  return monitorLine.substr(open + 3, close - open - 3);
+}
+std::vector<std::string> verbs(const std::vector<std::string>& lines) {
+  std::vector<std::string> out;
+  for (const auto& l : lines) {
+    out.push_back(verb(l));
+  }
+  return out;
+}
+} // namespace
+
+TEST_CASE("a hit costs one round trip and a miss that wins the lease two") {
+  testsupport::RedisServer server;
+  HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
+  CacheAside<Product> cache(client, testsupport::cacheOptions("rtt"));
+  testsupport::CommandMonitor monitor(server.host(), server.port());
+  monitor.clientCommands();
+
+  // A server that has not seen the fill script yet answers NOSCRIPT once.
+  cache.getOrLoad("warm-up", [] { return product(0); });
+  CHECK(verbs(monitor.clientCommands()) == std::vector<std::string>{"SET", "EVALSHA", "EVAL"});
+
+  cache.getOrLoad("p", [] { return product(1); });
+  CHECK(verbs(monitor.clientCommands()) == std::vector<std::string>{"SET", "EVALSHA"});
+
+  cache.getOrLoad("p", [] { return product(1); });
+  CHECK(verbs(monitor.clientCommands()) == std::vector<std::string>{"SET"});
+
+  cache.invalidate("p");
+  CHECK(verbs(monitor.clientCommands()) == std::vector<std::string>{"DEL"});
+
+  // A restarted or failed-over server has lost its scripts: one more round trip, once.
+  client.command({"SCRIPT", "FLUSH"});
+  monitor.clientCommands();
+  cache.getOrLoad("p", [] { return product(2); });
+  CHECK(verbs(monitor.clientCommands()) == std::vector<std::string>{"SET", "EVALSHA", "EVAL"});
+  CHECK(cache.get("p") == product(2));
+}
+
+TEST_CASE("the scripts' SHA-1 is the one Redis computes") {
+  testsupport::RedisServer server;
+  HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
+  for (std::size_t n = 0; n < 140; ++n) {
+    const cacheaside::Script script("return '" + std::string(n, 'x') + "'");
+    CHECK(client.command({"SCRIPT", "LOAD", script.source()}).str == script.sha1());
+  }
+}

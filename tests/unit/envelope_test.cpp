@@ -1,0 +1,78 @@
+#include "support/catch.hpp"
+
+#include <cacheaside/envelope.hpp>
+
+#include <string>
+
+using cacheaside::EntryKind;
+namespace envelope = cacheaside::envelope;
+
+namespace {
+std::string record(EntryKind kind, std::uint32_t loadMillis, const std::string& payload) {
+  std::string out;
+  envelope::appendHeader(out, kind, loadMillis);
+  return out + payload;
+}
+} // namespace
+
+TEST_CASE("a record decodes to the kind, load time and payload it was written with") {
+  const std::string payload("{\"a\":1}\0tail", 12);
+  const std::string bytes = record(EntryKind::Value, 0xA1B2C3D4u, payload);
+  REQUIRE(bytes.size() == envelope::kHeaderSize + payload.size());
+  const auto env = envelope::decode(bytes);
+  REQUIRE(env);
+  CHECK(env->kind == EntryKind::Value);
+  CHECK(env->loadMillis == 0xA1B2C3D4u);
+  CHECK(env->payload == payload);
+}
+
+TEST_CASE("the load time is stored little-endian after a four-byte prefix") {
+  const std::string bytes = record(EntryKind::Lease, 0x01020304u, "");
+  CHECK(static_cast<unsigned char>(bytes[0]) == 0xCA);
+  CHECK(bytes[1] == 1);
+  CHECK(bytes[2] == 2);
+  CHECK(bytes[4] == 4);
+  CHECK(bytes[7] == 1);
+}
+
+TEST_CASE("bytes this library did not write do not decode") {
+  const std::string good = record(EntryKind::Value, 7, "x");
+  CHECK_FALSE(envelope::decode(""));
+  CHECK_FALSE(envelope::decode(good.substr(0, envelope::kHeaderSize - 1)));
+  CHECK_FALSE(envelope::decode("[{\"id\":1,\"name\":\"json written by someone else\"}]"));
+  std::string badMagic = good;
+  badMagic[0] = 'C';
+  CHECK_FALSE(envelope::decode(badMagic));
+  std::string otherVersion = good;
+  otherVersion[1] = 2;
+  CHECK_FALSE(envelope::decode(otherVersion));
+  std::string unknownKind = good;
+  unknownKind[2] = 3;
+  CHECK_FALSE(envelope::decode(unknownKind));
+  std::string reserved = good;
+  reserved[3] = 1;
+  CHECK_FALSE(envelope::decode(reserved));
+}
+
+TEST_CASE("a negative record carries no payload") {
+  CHECK(envelope::decode(record(EntryKind::Negative, 3, "")));
+  CHECK_FALSE(envelope::decode(record(EntryKind::Negative, 3, "payload")));
+}
+
+TEST_CASE("every truncation and every single-byte change of the header is handled") {
+  const std::string good = record(EntryKind::Value, 1234, "{\"k\":\"v\"}");
+  for (std::size_t n = 0; n <= good.size(); ++n) {
+    const auto env = envelope::decode(good.substr(0, n));
+    CHECK(static_cast<bool>(env) == (n >= envelope::kHeaderSize));
+  }
+  for (std::size_t i = 0; i < envelope::kHeaderSize; ++i) {
+    for (int v = 0; v < 256; ++v) {
+      std::string mutated = good;
+      mutated[i] = static_cast<char>(v);
+      const auto env = envelope::decode(mutated);
+      if (env) {
+        CHECK(env->payload.size() == good.size() - envelope::kHeaderSize);
+      }
+    }
+  }
+}

@@ -1,0 +1,145 @@
+#include "support/catch.hpp"
+#include "support/sync.hpp"
+
+#include <cacheaside/detail/single_flight.hpp>
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using cacheaside::detail::SingleFlight;
+
+namespace {
+struct LoaderFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Yields until pred() holds: a wait for something the test can observe, not a guess at timing.
+template <typename Pred> void waitUntil(Pred pred) {
+  while (!pred()) {
+    std::this_thread::yield();
+  }
+}
+} // namespace
+
+TEST_CASE("concurrent calls for one key run the work once and share its result") {
+  SingleFlight<std::string> flights;
+  constexpr int kThreads = 8;
+  std::atomic<int> runs{0};
+  std::atomic<int> joins{0};
+  std::vector<std::string> results(kThreads);
+  testsupport::Latch release(1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      results[static_cast<std::size_t>(i)] = flights.run(
+          "key",
+          [&] {
+            ++runs;
+            release.wait();
+            return std::string("value");
+          },
+          [&] { ++joins; });
+    });
+  }
+  waitUntil([&] { return flights.followers("key") == kThreads - 1; });
+  release.countDown();
+  for (auto& t : threads) {
+    t.join();
+  }
+  CHECK(runs == 1);
+  CHECK(joins == kThreads - 1);
+  for (const auto& r : results) {
+    CHECK(r == "value");
+  }
+  CHECK(flights.inFlight() == 0);
+}
+
+TEST_CASE("an exception reaches every coalesced caller unchanged and is not remembered") {
+  SingleFlight<int> flights;
+  constexpr int kThreads = 6;
+  std::atomic<int> failures{0};
+  testsupport::Latch release(1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      try {
+        flights.run(
+            "key",
+            [&]() -> int {
+              release.wait();
+              throw LoaderFailed("database down");
+            },
+            [] {});
+      } catch (const LoaderFailed& e) {
+        if (std::string(e.what()) == "database down") {
+          ++failures;
+        }
+      }
+    });
+  }
+  waitUntil([&] { return flights.followers("key") == kThreads - 1; });
+  release.countDown();
+  for (auto& t : threads) {
+    t.join();
+  }
+  CHECK(failures == kThreads);
+  int runs = 0;
+  CHECK(flights.run(
+            "key",
+            [&] {
+              ++runs;
+              return 42;
+            },
+            [] {}) == 42);
+  CHECK(runs == 1);
+}
+
+TEST_CASE("different keys do not wait for each other") {
+  SingleFlight<int> flights;
+  testsupport::Latch firstRunning(1);
+  testsupport::Latch release(1);
+  std::thread slow([&] {
+    flights.run(
+        "slow",
+        [&] {
+          firstRunning.countDown();
+          release.wait();
+          return 1;
+        },
+        [] {});
+  });
+  firstRunning.wait();
+  bool joined = false;
+  CHECK(flights.run(
+            "other", [] { return 2; }, [&] { joined = true; }) == 2);
+  CHECK_FALSE(joined);
+  CHECK(flights.inFlight() == 1);
+  release.countDown();
+  slow.join();
+  CHECK(flights.inFlight() == 0);
+}
+
+TEST_CASE("bookkeeping does not grow over a million distinct keys") {
+  SingleFlight<int> flights;
+  const std::size_t bucketsBefore = flights.bucketCount();
+  constexpr int kThreads = 4;
+  constexpr int kKeysPerThread = 250000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kKeysPerThread; ++i) {
+        flights.run(
+            "k" + std::to_string(t) + ":" + std::to_string(i), [i] { return i; }, [] {});
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  CHECK(flights.inFlight() == 0);
+  // At most kThreads keys are ever in flight at once, so no shard ever needs to grow.
+  CHECK(flights.bucketCount() <= bucketsBefore + 16 * 16);
+}
