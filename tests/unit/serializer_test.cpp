@@ -86,7 +86,7 @@ TEST_CASE("MessagePack and CBOR are drop-in alternatives, smaller than JSON") {
 }
 
 TEST_CASE("std::string is stored byte for byte, NUL and invalid UTF-8 included") {
-  const std::string raw("\0\xff\xfe not json \"\n", 17);
+  const std::string raw = std::string(1, '\0') + "\xff\xfe not json \"\n";
   std::string bytes;
   cacheaside::Serializer<std::string>::encode(raw, bytes);
   CHECK(bytes == raw);
