@@ -183,7 +183,7 @@ public:
   /// then the old value may be served until its TTL ends.
   void invalidate(std::string_view key) {
     const std::string rk = detail::redisKey(options_.keyNamespace, key);
-    const Reply reply = client_.command({"DEL", rk});
+    const Reply reply = countingFailures([&] { return client_.command({"DEL", rk}); });
     if (reply.isError()) {
       Counters::bump(counters_.redisErrors);
       throw ReplyError("cacheaside: invalidate('" + detail::printableKey(key) +
@@ -392,13 +392,23 @@ private:
     for (const auto& rk : rks) {
       commands.push_back({"DEL", rk});
     }
-    const std::vector<Reply> replies = client_.pipeline(commands);
+    const std::vector<Reply> replies = countingFailures([&] { return client_.pipeline(commands); });
     for (std::size_t i = 0; i < replies.size(); ++i) {
       if (replies[i].isError()) {
         Counters::bump(counters_.redisErrors);
         throw ReplyError("cacheaside: invalidate of '" + detail::printableKey(rks[i]) +
                          "' failed: " + replies[i].str);
       }
+    }
+  }
+
+  // Runs a Redis call whose failure the caller must see, counting it first.
+  template <typename Call> auto countingFailures(Call&& call) {
+    try {
+      return call();
+    } catch (const ConnectionError&) {
+      Counters::bump(counters_.redisErrors);
+      throw;
     }
   }
 

@@ -145,7 +145,8 @@ public:
   HiredisClient(const HiredisClient&) = delete;
   HiredisClient& operator=(const HiredisClient&) = delete;
 
-  /// Sends one command. Throws ConnectionError or TimeoutError on transport failure.
+  /// Sends one command. Throws ConnectionError or TimeoutError on transport failure, and
+  /// ConnectionError when a new connection's AUTH or SELECT is refused.
   Reply command(const Argv& argv) override {
     Borrowed conn(*this);
     std::vector<const char*> args;
@@ -284,8 +285,9 @@ private:
     }
     const auto* r = static_cast<const redisReply*>(reply.get());
     if (r->type == REDIS_REPLY_ERROR) {
-      throw ReplyError("cacheaside: redis " + endpoint() + ": " + what +
-                       " failed: " + std::string(r->str, r->len));
+      // The connection is unusable: a connection failure, which the cache absorbs.
+      throw ConnectionError("cacheaside: redis " + endpoint() + ": " + what +
+                            " failed: " + std::string(r->str, r->len));
     }
   }
 

@@ -1,5 +1,6 @@
 #include "support/catch.hpp"
 #include "support/product.hpp"
+#include "support/redis_server.hpp"
 #include "support/sync.hpp"
 #include "support/test_redis.hpp"
 
@@ -261,4 +262,29 @@ TEST_CASE("a loader exception is shared by coalesced callers and never cached") 
   CHECK(failures == kThreads);
   CHECK(cache.stats().loads == 1);
   CHECK(cache.getOrLoad("p", [] { return product(2); }) == product(2));
+}
+
+TEST_CASE("Redis failures never reach getOrLoad's caller; invalidate reports them") {
+  testsupport::RedisServer server({"--requirepass", "right"});
+  auto unreachable = testsupport::clientOptions("127.0.0.1", testsupport::freeLoopbackPort());
+  auto wrongPassword = testsupport::clientOptions(server.host(), server.port());
+  wrongPassword.password = "wrong";
+  for (const auto& options : {unreachable, wrongPassword}) {
+    HiredisClient client(options);
+    CacheAside<Product> cache(client, testsupport::cacheOptions("down"));
+    int loads = 0;
+    const auto load = [&] {
+      ++loads;
+      return product(1);
+    };
+    CHECK(cache.getOrLoad("p", load) == product(1));
+    CHECK(cache.getOrLoad("p", load) == product(1));
+    CHECK(loads == 2);
+    CHECK_FALSE(cache.get("p"));
+    CHECK_FALSE(cache.set("p", product(1)));
+    CHECK(cache.stats().redisErrors == 4);
+    CHECK_THROWS_AS(cache.invalidate("p"), cacheaside::ConnectionError);
+    CHECK_THROWS_AS(cache.invalidate({"p", "q"}), cacheaside::ConnectionError);
+    CHECK(cache.stats().redisErrors == 6);
+  }
 }

@@ -87,7 +87,7 @@ TEST_CASE("AUTH with a password, with an ACL user, and SELECT of a database") {
     CHECK(r.isError()); // NOAUTH
   }
   o.password = "wrong";
-  CHECK_THROWS_AS(HiredisClient(o).command({"PING"}), cacheaside::ReplyError);
+  CHECK_THROWS_AS(HiredisClient(o).command({"PING"}), cacheaside::ConnectionError);
   o.password = "s3cret pass";
   o.db = 3;
   HiredisClient client(o);
