@@ -17,6 +17,7 @@
 /// Served::response and Served::headers into its response.
 
 #include <cacheaside/detail/sha1.hpp>
+#include <cacheaside/serializer.hpp>
 #include <cacheaside/stats.hpp>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,20 +74,20 @@ struct Request {
   }
 };
 
-/// A response as stored in Redis. Serializable with to_json/from_json, so it can be cached by
-/// CacheAside<CachedResponse>.
+/// A response as stored in Redis by CacheAside<CachedResponse> (see ResponseSerializer); also
+/// convertible to and from JSON.
 struct CachedResponse {
   /// The HTTP status. Default 200.
   int status = 200;
   /// The Content-Type. Default "application/json".
   std::string contentType = "application/json";
-  /// The body, any bytes that are valid in a JSON string once escaped (UTF-8 text).
+  /// The body, any bytes.
   std::string body;
   /// The strong entity tag, quotes included (see etagOf); serve() fills it when empty.
   std::string etag;
 };
 
-/// Writes r as a JSON object {status, contentType, body, etag}.
+/// Writes r as a JSON object {status, contentType, body, etag} (the body must be UTF-8 text).
 inline void to_json(nlohmann::json& j, const CachedResponse& r) {
   j = nlohmann::json{
       {"status", r.status}, {"contentType", r.contentType}, {"body", r.body}, {"etag", r.etag}};
@@ -99,9 +101,37 @@ inline void from_json(const nlohmann::json& j, CachedResponse& r) {
   j.at("etag").get_to(r.etag);
 }
 
+/// How CacheAside<CachedResponse> stores a response: one line of JSON with status, content type
+/// and ETag, a newline, then the body byte for byte (any bytes; no escaping, so `redis-cli GET`
+/// shows the body as sent).
+struct ResponseSerializer {
+  /// Appends the record of r to out.
+  static void encode(const CachedResponse& r, std::string& out) {
+    out += nlohmann::json{{"status", r.status}, {"contentType", r.contentType}, {"etag", r.etag}}
+               .dump();
+    out += '\n'; // dump() escapes control characters, so the first newline ends the head
+    out += r.body;
+  }
+  /// Reads a record encode wrote; throws std::runtime_error or nlohmann::json::exception on
+  /// anything else.
+  static CachedResponse decode(std::string_view bytes) {
+    const std::size_t newline = bytes.find('\n');
+    if (newline == std::string_view::npos) {
+      throw std::runtime_error("cacheaside::http: not a cached response");
+    }
+    const auto head = nlohmann::json::parse(bytes.begin(), bytes.begin() + newline);
+    CachedResponse r;
+    head.at("status").get_to(r.status);
+    head.at("contentType").get_to(r.contentType);
+    head.at("etag").get_to(r.etag);
+    r.body.assign(bytes.substr(newline + 1));
+    return r;
+  }
+};
+
 /// Where a response came from, as told by the X-Cache header.
 enum class CacheStatus {
-  Hit,    ///< from the cache: this call did not run the handler
+  Hit,    ///< from the cache (or a concurrent call's load): this call did not run the handler
   Miss,   ///< the handler ran in this call (the cache was empty, or Redis was unavailable)
   Stale,  ///< an expired value served while another caller refreshes it (when the cache does so)
   Bypass, ///< the request or response is not cacheable; the handler ran
@@ -277,8 +307,8 @@ struct Served {
   CachedResponse response;
   /// Where it came from (the X-Cache header).
   CacheStatus cacheStatus = CacheStatus::Bypass;
-  /// Headers to set besides Content-Type: ETag, X-Cache, and Vary when the policy has vary
-  /// headers.
+  /// Headers to set besides Content-Type: ETag (2xx and 304), X-Cache, and Vary when the policy has
+  /// vary headers.
   Params headers;
 };
 
@@ -299,7 +329,10 @@ inline Served finish(const Request& request, const Policy& policy, CachedRespons
   }
   Served served;
   served.cacheStatus = status;
-  served.headers.emplace_back("ETag", response.etag);
+  const bool success = response.status >= 200 && response.status < 300;
+  if (success) {
+    served.headers.emplace_back("ETag", response.etag);
+  }
   served.headers.emplace_back("X-Cache", xCacheValue(status));
   if (!policy.varyHeaders.empty()) {
     std::string vary;
@@ -309,8 +342,7 @@ inline Served finish(const Request& request, const Policy& policy, CachedRespons
     served.headers.emplace_back("Vary", vary);
   }
   const auto ifNoneMatch = request.header("If-None-Match");
-  if (response.status >= 200 && response.status < 300 && ifNoneMatch &&
-      ifNoneMatchMatches(*ifNoneMatch, response.etag)) {
+  if (success && ifNoneMatch && ifNoneMatchMatches(*ifNoneMatch, response.etag)) {
     response.status = 304;
     response.body.clear();
   }
@@ -324,7 +356,7 @@ inline Served finish(const Request& request, const Policy& policy, CachedRespons
 /// or by calling handler(), a callable returning CachedResponse, and storing what it returns as
 /// policy allows. The handler runs at most once per call; its exceptions propagate unchanged
 /// and are never cached. Redis failures do not reach the caller (the handler answers, X-Cache
-/// MISS). Throws std::invalid_argument when the policy's key is empty (never: keys start "GET").
+/// MISS); what cache.getOrLoad throws does (LockTimeoutError under WaitTimeoutPolicy::Throw).
 template <typename Cache, typename Handler>
 Served serve(Cache& cache, const Request& request, const Policy& policy, Handler&& handler) {
   const std::optional<std::string> key = cacheKey(request, policy);
@@ -405,3 +437,10 @@ inline std::string prometheusText(const Stats& stats, std::string_view cacheName
 }
 
 } // namespace cacheaside::http
+
+namespace cacheaside {
+
+/// CacheAside<http::CachedResponse> stores responses with http::ResponseSerializer.
+template <> struct Serializer<http::CachedResponse> : http::ResponseSerializer {};
+
+} // namespace cacheaside
