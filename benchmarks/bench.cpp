@@ -1,0 +1,657 @@
+// cacheaside against hand-written hiredis and the naive cache-aside pattern, side by side in one
+// run, against one redis-server on 127.0.0.1. Prints one markdown table.
+//
+//   bench --port PORT --data products-20.json [--placement TEXT] [--reps N] [--quick]
+//         [--sections hit,miss,stampede,scaling] [--command-timeout MS]
+//   bench --port PORT --data products-20.json --profile hand|raw-set-get|json|msgpack|cbor
+//         [--ops N]      (one hit case alone, for perf or valgrind --tool=callgrind)
+//
+// Every timing is run --reps times (default 5), the cases of a section interleaved round-robin
+// so that machine noise hits them alike; the table shows the median of the runs, and each ratio
+// is the median of the per-run ratios (a case against its hand-written baseline of the same run).
+
+#include "bench_support.hpp"
+#include "stampede.hpp"
+
+#include <cacheaside/cacheaside.hpp>
+#include <cacheaside/hiredis_client.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using bench::Products;
+using bench::TimedResult;
+
+struct Config {
+  int port = 0;
+  std::string dataPath;
+  std::string placement = "not pinned";
+  int reps = 5;
+  std::chrono::milliseconds hitDuration = 100ms;  // per slice: 4 slices a run
+  std::chrono::milliseconds scaleDuration = 60ms; // per slice
+  int missesPerRun = 1000;
+  std::string sections = "hit,miss,stampede,scaling";
+  std::chrono::milliseconds commandTimeout{0}; // 0: HiredisOptions' default
+  std::string profile; // --profile CASE: run only that case, for perf or callgrind
+  long profileOps = 20000;
+};
+
+using JsonCache = cacheaside::CacheAside<Products>;
+using MsgPackCache = cacheaside::CacheAside<Products, cacheaside::MsgPackSerializer<Products>>;
+using CborCache = cacheaside::CacheAside<Products, cacheaside::CborSerializer<Products>>;
+
+// Keeps results observable, and checks them, without costing more than a compare.
+void consume(const Products& v) {
+  if (v.size() != 20 || v.front().id != 1) {
+    throw std::runtime_error("bench: wrong value read");
+  }
+}
+
+// A loader for keys that must be warm: reaching it is a bug in the benchmark.
+Products mustNotLoad() {
+  throw std::runtime_error("bench: a warm key missed");
+}
+
+cacheaside::HiredisOptions poolOptions(const Config& cfg, std::size_t poolSize) {
+  cacheaside::HiredisOptions o;
+  o.host = "127.0.0.1";
+  o.port = cfg.port;
+  o.poolSize = poolSize;
+  if (cfg.commandTimeout.count() > 0) {
+    o.commandTimeout = cfg.commandTimeout;
+  }
+  return o;
+}
+
+bool wanted(const Config& cfg, const std::string& section) {
+  return ("," + cfg.sections + ",").find("," + section + ",") != std::string::npos;
+}
+
+cacheaside::CacheOptions cacheOptions(const std::string& ns) {
+  cacheaside::CacheOptions o;
+  o.keyNamespace = ns;
+  o.ttl = std::chrono::hours(1);
+  return o;
+}
+
+// The hand-written hit: one GET on the thread's own connection, then json::parse.
+auto handHit(int port, std::string key) {
+  auto conn = std::make_shared<bench::RawConn>(port, 50ms);
+  return [conn, key = std::move(key)] {
+    const char* argv[2] = {"GET", key.data()};
+    const std::size_t lens[2] = {3, key.size()};
+    bench::ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(conn->get(), 2, argv, lens)));
+    if (!r || r->type != REDIS_REPLY_STRING) {
+      throw std::runtime_error("bench: hand-written GET failed");
+    }
+    consume(nlohmann::json::parse(r->str, r->str + r->len).get<Products>());
+  };
+}
+
+// The library's hit command written by hand: SET <record key> <lease> NX PX 5000 GET, then
+// json::parse of the payload after the 8-byte header. Tells the cost of the command apart from
+// the cost of the library.
+auto rawSetGetHit(int port, std::string recordKey) {
+  auto conn = std::make_shared<bench::RawConn>(port, 50ms);
+  return [conn, key = std::move(recordKey)] {
+    const char* argv[7] = {"SET",  key.data(), "0123456789abcdef01234567", "NX", "PX",
+                           "5000", "GET"};
+    const std::size_t lens[7] = {3, key.size(), 24, 2, 2, 4, 3};
+    bench::ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(conn->get(), 7, argv, lens)));
+    if (!r || r->type != REDIS_REPLY_STRING || r->len < 8) {
+      throw std::runtime_error("bench: hand-written SET NX PX GET failed");
+    }
+    consume(nlohmann::json::parse(r->str + 8, r->str + r->len).get<Products>());
+  };
+}
+
+template <typename Cache> auto cacheHit(Cache& cache, std::string key) {
+  return [&cache, key = std::move(key)] { consume(cache.getOrLoad(key, mustNotLoad)); };
+}
+
+// One measured case of a section: how to run it once, and what its runs gave.
+struct Case {
+  std::string label;
+  int threads = 1;
+  std::function<TimedResult()> run;
+  int baseline = -1; // index of the hand-written case it is compared with, or -1
+  std::vector<TimedResult> results;
+};
+
+// Each of the reps runs of a case is made of kSlices slices, and the slices of all cases take
+// turns (ABC ABC ABC ABC), so that a compile starting on the machine slows every case alike.
+constexpr int kSlices = 4;
+
+void runInterleaved(std::vector<Case>& cases, int reps) {
+  for (int rep = 0; rep < reps; ++rep) {
+    std::vector<TimedResult> runs(cases.size());
+    for (int slice = 0; slice < kSlices; ++slice) {
+      for (std::size_t c = 0; c < cases.size(); ++c) {
+        runs[c].add(cases[c].run());
+      }
+    }
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      runs[c].finish();
+      cases[c].results.push_back(std::move(runs[c]));
+    }
+  }
+}
+
+template <typename F> double medianOf(const std::vector<TimedResult>& rs, F field) {
+  std::vector<double> v;
+  for (const auto& r : rs) {
+    v.push_back(field(r));
+  }
+  return bench::median(v);
+}
+
+// Median over runs of (case time per op / baseline time per op), paired run by run.
+double timeRatio(const Case& c, const Case& base) {
+  std::vector<double> v;
+  for (std::size_t i = 0; i < c.results.size(); ++i) {
+    v.push_back(base.results[i].opsPerSec / c.results[i].opsPerSec);
+  }
+  return bench::median(v);
+}
+
+double p50Ratio(const Case& c, const Case& base) {
+  std::vector<double> v;
+  for (std::size_t i = 0; i < c.results.size(); ++i) {
+    v.push_back(c.results[i].p50us / base.results[i].p50us);
+  }
+  return bench::median(v);
+}
+
+std::string latencyCell(const Case& c) {
+  return bench::format("p50 %.1f µs, p99 %.1f µs, %s ops/s",
+                       medianOf(c.results, [](const TimedResult& r) { return r.p50us; }),
+                       medianOf(c.results, [](const TimedResult& r) { return r.p99us; }),
+                       bench::opsText(medianOf(c.results, [](const TimedResult& r) {
+                         return r.opsPerSec;
+                       })).c_str());
+}
+
+std::string verdict(bool met) {
+  return met ? "met" : "MISSED";
+}
+
+// --profile: one warm-key case on one thread, N calls, nothing else (for perf and callgrind).
+void profileOne(const Config& cfg, const Products& products, const std::string& payload) {
+  cacheaside::HiredisClient client(poolOptions(cfg, 8));
+  JsonCache json(client, cacheOptions("bench-json"));
+  MsgPackCache msgpack(client, cacheOptions("bench-msgpack"));
+  CborCache cbor(client, cacheOptions("bench-cbor"));
+  bench::RawConn setup(cfg.port, 1000ms);
+  const std::string key = "profile";
+  const std::string handKey = "bench-hand:{profile}";
+  setup.command({"SET", handKey, payload, "PX", "3600000"});
+  json.set(key, products, std::chrono::hours(1));
+  msgpack.set(key, products, std::chrono::hours(1));
+  cbor.set(key, products, std::chrono::hours(1));
+  std::function<void()> op;
+  if (cfg.profile == "hand") {
+    op = handHit(cfg.port, handKey);
+  } else if (cfg.profile == "raw-set-get") {
+    op = rawSetGetHit(cfg.port, "bench-json:{profile}");
+  } else if (cfg.profile == "json") {
+    op = cacheHit(json, key);
+  } else if (cfg.profile == "msgpack") {
+    op = cacheHit(msgpack, key);
+  } else if (cfg.profile == "cbor") {
+    op = cacheHit(cbor, key);
+  } else {
+    throw std::runtime_error("bench: unknown --profile case " + cfg.profile);
+  }
+  const auto t0 = bench::Clock::now();
+  for (long i = 0; i < cfg.profileOps; ++i) {
+    op();
+  }
+  const double s = std::chrono::duration<double>(bench::Clock::now() - t0).count();
+  std::printf("%s: %ld calls, %.2f µs/call\n", cfg.profile.c_str(), cfg.profileOps,
+              s * 1e6 / static_cast<double>(cfg.profileOps));
+}
+
+// 1. Hit path.
+void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Products& products,
+             const std::string& payload, bench::Table& table) {
+  JsonCache json(client, cacheOptions("bench-json"));
+  MsgPackCache msgpack(client, cacheOptions("bench-msgpack"));
+  CborCache cbor(client, cacheOptions("bench-cbor"));
+  bench::RawConn setup(cfg.port, 1000ms);
+  for (int t = 0; t < 2; ++t) {
+    const std::string key = "hit:" + std::to_string(t);
+    setup.command({"SET", "bench-hand:{" + key + "}", payload, "PX", "3600000"});
+    json.set(key, products, std::chrono::hours(1));
+    msgpack.set(key, products, std::chrono::hours(1));
+    cbor.set(key, products, std::chrono::hours(1));
+  }
+  const auto ownKey = [](int t) { return "hit:" + std::to_string(t); };
+  const int port = cfg.port;
+  const auto d = cfg.hitDuration;
+  std::vector<Case> cases;
+  const auto add = [&](std::string label, int threads, int baseline, auto makeOp) {
+    cases.push_back(Case{std::move(label),
+                         threads,
+                         [threads, d, makeOp] { return bench::timedRun(threads, d, true, makeOp); },
+                         baseline,
+                         {}});
+  };
+  for (int threads : {1, 2}) {
+    const int base = static_cast<int>(cases.size());
+    add("hand-written", threads, -1,
+        [port, ownKey](int t) { return handHit(port, "bench-hand:{" + ownKey(t) + "}"); });
+    add("JSON", threads, base, [&json, ownKey](int t) { return cacheHit(json, ownKey(t)); });
+    if (threads == 1) {
+      add("diagnosis: the library's SET NX PX GET by hand", threads, base,
+          [port, ownKey](int t) { return rawSetGetHit(port, "bench-json:{" + ownKey(t) + "}"); });
+    }
+    if (threads == 2) {
+      add("JSON, same key (calls coalesce)", threads, base,
+          [&json](int) { return cacheHit(json, "hit:0"); });
+    }
+    add("MessagePack", threads, base,
+        [&msgpack, ownKey](int t) { return cacheHit(msgpack, ownKey(t)); });
+    add("CBOR", threads, base, [&cbor, ownKey](int t) { return cacheHit(cbor, ownKey(t)); });
+  }
+  runInterleaved(cases, cfg.reps);
+
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    if (c.baseline < 0) {
+      continue;
+    }
+    const Case& base = cases[static_cast<std::size_t>(c.baseline)];
+    const int threads = c.threads;
+    const double tr = timeRatio(c, base);
+    const double pr = p50Ratio(c, base);
+    const bool isJson = c.label.rfind("JSON", 0) == 0;
+    const bool coalesced = c.label.find("coalesce") != std::string::npos;
+    std::string target = "—";
+    std::string met = "—";
+    if (coalesced) {
+      target = "(not comparable)";
+    } else if (c.label.rfind("diagnosis", 0) == 0) {
+      target = "(no library)";
+    } else if (isJson) {
+      target = "≤ 1.05";
+      met = verdict(tr <= 1.05 && pr <= 1.05);
+    } else {
+      target = "< 1.00";
+      met = verdict(tr < 1.0 && pr < 1.0);
+    }
+    const std::string keys = coalesced ? "" : ", own keys";
+    table.add({"1 hit", c.label + ", " + std::to_string(threads) + " thr" + keys, latencyCell(c),
+               latencyCell(base), bench::format("time/op %.3f, p50 %.3f", tr, pr), target, met});
+  }
+  const auto s = json.stats();
+  if (s.loads != 0 || msgpack.stats().loads != 0 || cbor.stats().loads != 0) {
+    throw std::runtime_error("bench: the hit path loaded");
+  }
+}
+
+// 2. Miss path: commands per miss as the server counts them, and time per miss.
+struct MissRun {
+  double usPerMiss = 0;
+  double topLevel = 0;   // top-level commands (round trips) per miss, from the server counters
+  double processed = 0;  // total_commands_processed per miss, script-internal calls included
+  double roundTrips = 0; // counted by the client
+};
+
+void missPath(const Config& cfg, cacheaside::HiredisClient& client, const Products& products,
+              const std::string& runId, bench::Table& table) {
+  bench::CountingClient counting(client);
+  cacheaside::CacheOptions co = cacheOptions("bench-miss-" + runId);
+  co.ttl = 30s;
+  JsonCache cache(counting, co);
+  bench::RawConn control(cfg.port, 1000ms);
+  bench::RawConn hand(cfg.port, 50ms);
+  const int n = cfg.missesPerRun;
+  const auto loader = [&products] { return products; };
+
+  // Warm: the fill script is loaded (EVALSHA, not EVAL) before anything is measured.
+  consume(cache.getOrLoad("warm", loader));
+
+  std::vector<MissRun> ca;
+  std::vector<MissRun> locked;
+  std::vector<MissRun> naive;
+  std::uint64_t fenced = 0;
+  for (int rep = 0; rep < cfg.reps; ++rep) {
+    const std::string tag = runId + ":" + std::to_string(rep) + ":";
+    // cacheaside: one SET NX PX GET (nil: lease taken), the load, one EVALSHA fill.
+    {
+      const auto before = bench::readServerCounters(control);
+      const auto trips = counting.roundTrips();
+      const auto t0 = bench::Clock::now();
+      for (int i = 0; i < n; ++i) {
+        consume(cache.getOrLoad("m:" + tag + std::to_string(i), loader));
+      }
+      const auto t1 = bench::Clock::now();
+      const auto after = bench::readServerCounters(control);
+      MissRun r;
+      r.usPerMiss = std::chrono::duration<double, std::micro>(t1 - t0).count() / n;
+      const long long info = after.of("info") - before.of("info");
+      const long long scripts = after.of("evalsha") - before.of("evalsha");
+      // The fill script runs GET and SET inside: 2 script-internal calls per EVALSHA.
+      const long long processed = after.total - before.total - info;
+      r.processed = static_cast<double>(processed) / n;
+      r.topLevel = static_cast<double>(processed - 2 * scripts) / n;
+      r.roundTrips = static_cast<double>(counting.roundTrips() - trips) / n;
+      ca.push_back(r);
+    }
+    // Hand-written with a lock: GET, SET lock NX PX, load, SET value PX, DEL lock.
+    for (bool withLock : {true, false}) {
+      const auto before = bench::readServerCounters(control);
+      const auto t0 = bench::Clock::now();
+      for (int i = 0; i < n; ++i) {
+        const std::string key =
+            std::string(withLock ? "bench-lock:" : "bench-naive:") + tag + std::to_string(i);
+        const std::string lock = key + ":lock";
+        const bench::ReplyPtr got = hand.command({"GET", key});
+        if (got->type != REDIS_REPLY_NIL) {
+          throw std::runtime_error("bench: a miss key was present");
+        }
+        if (withLock) {
+          const bench::ReplyPtr taken = hand.command({"SET", lock, tag, "NX", "PX", "5000"});
+          if (taken->type != REDIS_REPLY_STATUS) {
+            throw std::runtime_error("bench: the hand-written lock was not free");
+          }
+        }
+        const Products value = loader();
+        hand.command({"SET", key, nlohmann::json(value).dump(), "PX", "30000"});
+        if (withLock) {
+          hand.command({"DEL", lock});
+        }
+        consume(value);
+      }
+      const auto t1 = bench::Clock::now();
+      const auto after = bench::readServerCounters(control);
+      MissRun r;
+      r.usPerMiss = std::chrono::duration<double, std::micro>(t1 - t0).count() / n;
+      const long long processed =
+          after.total - before.total - (after.of("info") - before.of("info"));
+      r.processed = static_cast<double>(processed) / n;
+      r.topLevel = r.processed; // no scripts
+      r.roundTrips = r.processed;
+      (withLock ? locked : naive).push_back(r);
+    }
+  }
+  fenced = cache.stats().fencedWrites;
+  if (fenced != 0 || cache.stats().redisErrors != 0) {
+    throw std::runtime_error("bench: a miss-path fill was fenced or failed");
+  }
+  const auto med = [](const std::vector<MissRun>& runs, double MissRun::*field) {
+    std::vector<double> v;
+    for (const auto& r : runs) {
+      v.push_back(r.*field);
+    }
+    return bench::median(v);
+  };
+  const auto cell = [&](const std::vector<MissRun>& runs) {
+    return bench::format("%.2f round trips (%.2f incl. in-script), %.1f µs/miss",
+                         med(runs, &MissRun::topLevel), med(runs, &MissRun::processed),
+                         med(runs, &MissRun::usPerMiss));
+  };
+  std::vector<double> ratios;
+  for (std::size_t i = 0; i < ca.size(); ++i) {
+    ratios.push_back(ca[i].usPerMiss / locked[i].usPerMiss);
+  }
+  const double trips = med(ca, &MissRun::topLevel);
+  table.add({"2 miss", "JSON, 1 thr, fresh key, instant loader; vs GET, SET NX PX, SET PX, DEL",
+             cell(ca) + bench::format("; client saw %.2f", med(ca, &MissRun::roundTrips)),
+             cell(locked), bench::format("time/miss %.3f", bench::median(ratios)), "2 round trips",
+             verdict(trips <= 2.0)});
+  std::vector<double> naiveRatios;
+  for (std::size_t i = 0; i < ca.size(); ++i) {
+    naiveRatios.push_back(ca[i].usPerMiss / naive[i].usPerMiss);
+  }
+  table.add({"2 miss", "same, vs naive GET, SET PX (no lock: stampedes, see 3)", cell(ca),
+             cell(naive), bench::format("time/miss %.3f", bench::median(naiveRatios)), "—", "—"});
+}
+
+// 3. Stampede.
+void stampedes(const Config& cfg, const Products& products, const std::string& payload,
+               const std::string& runId, bench::Table& table) {
+  struct Shape {
+    int processes;
+    int threads;
+  };
+  struct Mode {
+    bench::StampedeMode mode;
+    const char* label;
+  };
+  const Mode modes[] = {
+      {bench::StampedeMode::CacheShared, "cacheaside, one instance per process"},
+      {bench::StampedeMode::CachePerThread, "cacheaside, one instance per thread (lease only)"},
+      {bench::StampedeMode::Naive, "naive GET / SET PX"}};
+  for (const Shape shape : {Shape{4, 50}, Shape{2, 8}}) {
+    std::vector<std::vector<bench::StampedeResult>> results(std::size(modes));
+    for (int rep = 0; rep < cfg.reps; ++rep) {
+      for (std::size_t m = 0; m < std::size(modes); ++m) {
+        const std::string key = "st:" + runId + ":" + std::to_string(shape.processes) + "x" +
+                                std::to_string(shape.threads) + ":" + std::to_string(m) + ":" +
+                                std::to_string(rep);
+        results[m].push_back(bench::stampede(modes[m].mode, shape.processes, shape.threads,
+                                             poolOptions(cfg, 8), products, payload, key,
+                                             key + ":loads"));
+      }
+    }
+    std::vector<std::string> cells;
+    std::vector<double> loadMedians;
+    for (const auto& rs : results) {
+      std::vector<double> loads;
+      std::vector<double> wall;
+      long long failures = 0;
+      long long errors = 0;
+      long long timeouts = 0;
+      long long clientLoads = 0;
+      long long serverLoads = 0;
+      for (const auto& r : rs) {
+        loads.push_back(static_cast<double>(r.loads));
+        wall.push_back(r.wallMs);
+        failures += r.failures;
+        errors += r.redisErrors;
+        timeouts += r.waitTimeouts;
+        clientLoads += r.clientLoads;
+        serverLoads += r.loads;
+      }
+      const auto [lo, hi] = std::minmax_element(loads.begin(), loads.end());
+      std::string cell = bench::format("loads %.0f (runs %.0f–%.0f), %.0f ms", bench::median(loads),
+                                       *lo, *hi, bench::median(wall));
+      if (failures != 0 || errors != 0 || timeouts != 0 || clientLoads != serverLoads) {
+        cell += bench::format(" [in all runs: %lld Redis errors, %lld wait timeouts, %lld failed "
+                              "calls; loads counted by the loaders %lld, by Redis %lld]",
+                              errors, timeouts, failures, clientLoads, serverLoads);
+      }
+      cells.push_back(cell);
+      loadMedians.push_back(bench::median(loads));
+    }
+    const std::string shapeText =
+        std::to_string(shape.processes) + " proc × " + std::to_string(shape.threads) + " thr";
+    for (std::size_t m = 0; m + 1 < std::size(modes); ++m) {
+      const double worst = [&] {
+        double w = 0;
+        for (const auto& r : results[m]) {
+          w = std::max(w, static_cast<double>(r.loads));
+        }
+        return w;
+      }();
+      table.add({"3 stampede", shapeText + ", cold key, 100 ms loader; " + modes[m].label, cells[m],
+                 cells.back(), bench::format("loads %.3f", loadMedians[m] / loadMedians.back()),
+                 "1 load", verdict(worst <= 1.0)});
+    }
+  }
+}
+
+// 4. Throughput scaling: distinct key per thread.
+void scaling(const Config& cfg, const Products& products, const std::string& payload,
+             bench::Table& table) {
+  cacheaside::HiredisClient pooled(poolOptions(cfg, 8));
+  JsonCache json(pooled, cacheOptions("bench-scale"));
+  bench::RawConn setup(cfg.port, 1000ms);
+  const auto key = [](int t) { return "scale:" + std::to_string(t); };
+  for (int t = 0; t < 8; ++t) {
+    setup.command({"SET", "bench-hand:{" + key(t) + "}", payload, "PX", "3600000"});
+    json.set(key(t), products, std::chrono::hours(1));
+  }
+  const int port = cfg.port;
+  const auto d = cfg.scaleDuration;
+  std::vector<Case> cases;
+  for (int threads : {1, 2, 4, 8}) {
+    const int base = static_cast<int>(cases.size());
+    cases.push_back(Case{"hand",
+                         threads,
+                         [=] {
+                           return bench::timedRun(threads, d, false, [port, key](int t) {
+                             return handHit(port, "bench-hand:{" + key(t) + "}");
+                           });
+                         },
+                         -1,
+                         {}});
+    cases.push_back(Case{std::to_string(threads),
+                         threads,
+                         [=, &json] {
+                           return bench::timedRun(threads, d, false, [&json, key](int t) {
+                             return cacheHit(json, key(t));
+                           });
+                         },
+                         base,
+                         {}});
+  }
+  runInterleaved(cases, cfg.reps);
+  const auto ops = [](const Case& c) {
+    return medianOf(c.results, [](const TimedResult& r) { return r.opsPerSec; });
+  };
+  const double ca1 = ops(cases[1]);
+  const double hand1 = ops(cases[0]);
+  for (std::size_t i = 1; i < cases.size(); i += 2) {
+    const Case& c = cases[i];
+    const Case& base = cases[i - 1];
+    const double r = timeRatio(c, base);
+    table.add(
+        {"4 scaling", "JSON hit, " + c.label + " thr, own key each; pool of 8 vs a connection each",
+         bench::format("%s ops/s (×%.2f of 1 thr)", bench::opsText(ops(c)).c_str(), ops(c) / ca1),
+         bench::format("%s ops/s (×%.2f of 1 thr)", bench::opsText(ops(base)).c_str(),
+                       ops(base) / hand1),
+         bench::format("time/op %.3f", r), "≤ 1.05", verdict(r <= 1.05)});
+  }
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw std::runtime_error("bench: cannot read " + path);
+  }
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Config parseArgs(int argc, char** argv) {
+  Config cfg;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool hasValue = i + 1 < argc;
+    if (a == "--port" && hasValue) {
+      cfg.port = std::atoi(argv[++i]);
+    } else if (a == "--data" && hasValue) {
+      cfg.dataPath = argv[++i];
+    } else if (a == "--placement" && hasValue) {
+      cfg.placement = argv[++i];
+    } else if (a == "--reps" && hasValue) {
+      cfg.reps = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--sections" && hasValue) {
+      cfg.sections = argv[++i];
+    } else if (a == "--command-timeout" && hasValue) {
+      cfg.commandTimeout = std::chrono::milliseconds(std::max(1, std::atoi(argv[++i])));
+    } else if (a == "--profile" && hasValue) {
+      cfg.profile = argv[++i];
+    } else if (a == "--ops" && hasValue) {
+      cfg.profileOps = std::max(1L, std::atol(argv[++i]));
+    } else if (a == "--quick") {
+      cfg.hitDuration = 25ms;
+      cfg.scaleDuration = 15ms;
+      cfg.missesPerRun = 200;
+    } else {
+      throw std::runtime_error(
+          "usage: bench --port PORT --data products-20.json [--placement TEXT] [--reps N] "
+          "[--quick] [--sections hit,miss,stampede,scaling] [--command-timeout MS] [--profile "
+          "hand|json|msgpack|cbor|raw-set-get [--ops N]]");
+    }
+  }
+  if (cfg.port <= 0 || cfg.dataPath.empty()) {
+    throw std::runtime_error("bench: --port and --data are required");
+  }
+  return cfg;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    const Config cfg = parseArgs(argc, argv);
+    const std::string fileBytes = readFile(cfg.dataPath);
+    const Products products = nlohmann::json::parse(fileBytes).get<Products>();
+    const std::string payload = nlohmann::json(products).dump();
+    std::string msgpack;
+    cacheaside::MsgPackSerializer<Products>::encode(products, msgpack);
+    std::string cbor;
+    cacheaside::CborSerializer<Products>::encode(products, cbor);
+    const std::string runId =
+        std::to_string(::getpid()) + "-" + std::to_string(bench::monoNanos() % 1000000007);
+    if (!cfg.profile.empty()) {
+      profileOne(cfg, products, payload);
+      return 0;
+    }
+    const auto started = bench::Clock::now();
+
+    bench::Table table({"#", "case", "cacheaside", "hand-written / naive", "cacheaside ÷ other",
+                        "target", "result"});
+    {
+      // The hit-path pool: more connections than threads, so no call ever waits for one.
+      cacheaside::HiredisClient client(poolOptions(cfg, 8));
+      if (wanted(cfg, "hit")) {
+        hitPath(cfg, client, products, payload, table);
+      }
+      if (wanted(cfg, "miss")) {
+        missPath(cfg, client, products, runId, table);
+      }
+    } // no thread of ours runs while the stampede forks
+    if (wanted(cfg, "stampede")) {
+      stampedes(cfg, products, payload, runId, table);
+    }
+    if (wanted(cfg, "scaling")) {
+      scaling(cfg, products, payload, table);
+    }
+    table.add({"5 outage", "Redis down: breaker open / closed",
+               "not measured: needs circuit "
+               "breaker (issue 4)",
+               "", "", "", "—"});
+
+    std::printf("\npayload: %zu products; JSON %zu bytes (file %zu), MessagePack %zu, CBOR %zu; "
+                "records add an 8-byte header\n",
+                products.size(), payload.size(), fileBytes.size(), msgpack.size(), cbor.size());
+    std::printf("placement: %s; every figure is the median of %d interleaved runs; ratios are "
+                "medians of per-run ratios (time/op = inverse of ops/s)\n\n",
+                cfg.placement.c_str(), cfg.reps);
+    table.print(stdout);
+    std::printf("\nbench took %.0f s\n",
+                std::chrono::duration<double>(bench::Clock::now() - started).count());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}

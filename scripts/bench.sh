@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Benchmarks: cacheaside against hand-written hiredis and the naive pattern, in one table.
+# Builds `bench` in Release (build/bench), starts a private redis-server on a free loopback port,
+# prints the machine, then runs the benchmark for each CPU placement (PLACEMENTS, default
+# "shared split"):
+#   shared  redis-server and the benchmark both pinned to CPU 0 (no cross-core wake-ups)
+#   split   redis-server on CPU 0, the benchmark on CPU 1
+#   none    no pinning (the scheduler decides)
+# Extra arguments go to the benchmark (e.g. --reps 3, --quick).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+install_packages cmake ninja-build g++ pkg-config libhiredis-dev nlohmann-json3-dev \
+  redis-server redis-tools util-linux
+
+data="${BENCH_DATA:-$root/../shared/data/products-20.json}"
+if [ ! -f "$data" ]; then
+  echo "bench: payload not found: $data (set BENCH_DATA)" >&2
+  exit 1
+fi
+
+echo "== build (Release, build/bench)"
+cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DCACHEASIDE_BUILD_TESTS=OFF \
+  -DCACHEASIDE_BUILD_EXAMPLES=OFF -DCACHEASIDE_BUILD_BENCHMARKS=ON >/dev/null
+cmake --build build/bench --target bench -j "${BENCH_JOBS:-1}"
+
+trap stop_redis EXIT
+trap 'exit 130' INT TERM
+start_redis
+
+cpus=$(nproc)
+hiredis_version=$(pkg-config --modversion hiredis 2>/dev/null || echo unknown)
+echo "== machine: $cpus CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')," \
+  "Linux $(uname -r), redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')," \
+  "hiredis $hiredis_version, $(c++ --version | head -n1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for placement in ${PLACEMENTS:-shared split}; do
+  client_pin=()
+  case "$placement" in
+    shared)
+      if [ "$cpus" -lt 1 ]; then continue; fi
+      taskset -pc 0 "$REDIS_PID" >/dev/null
+      client_pin=(taskset -c 0)
+      text="redis-server and bench both pinned to CPU 0"
+      ;;
+    split)
+      if [ "$cpus" -lt 2 ]; then
+        echo "== placement split skipped: one CPU"
+        continue
+      fi
+      taskset -pc 0 "$REDIS_PID" >/dev/null
+      client_pin=(taskset -c 1)
+      text="redis-server pinned to CPU 0, bench to CPU 1"
+      ;;
+    none)
+      taskset -pc "0-$((cpus - 1))" "$REDIS_PID" >/dev/null
+      text="not pinned"
+      ;;
+    *)
+      echo "bench: unknown placement $placement (shared, split, none)" >&2
+      exit 2
+      ;;
+  esac
+  echo
+  echo "== placement: $text"
+  echo "== command: ${client_pin[*]} build/bench/benchmarks/bench --port $REDIS_PORT --data $data $*"
+  "${client_pin[@]}" build/bench/benchmarks/bench --port "$REDIS_PORT" --data "$data" \
+    --placement "$text" "$@"
+done
