@@ -1,16 +1,19 @@
 #pragma once
 /// \file envelope.hpp
-/// The record stored in Redis for each key: an 8-byte header, then the payload.
+/// The record stored in Redis for each key: a 12-byte header, then the payload.
 ///
-///   byte 0    magic 0xCA            byte 1   format version (1)
-///   byte 2    EntryKind             byte 3   reserved, 0
-///   bytes 4-7 load time in ms, little-endian (how long the value took to load; XFetch uses it)
-///   bytes 8.. payload: the serialized value (Value), nothing (Negative), or a lease token (Lease)
+///   byte 0     magic 0xCA            byte 1   format version (1)
+///   byte 2     EntryKind             byte 3   reserved, 0
+///   bytes 4-7  load time in ms, little-endian (how long the value took to load; XFetch uses it)
+///   bytes 8-11 stale window in ms, little-endian: the last part of the key's Redis TTL during
+///              which the value is stale (served while one caller refreshes it)
+///   bytes 12.. payload: the serialized value (Value), nothing (Negative), or a token (Lease)
 ///
 /// Pure functions, no I/O: anything that is not exactly this shape decodes to std::nullopt.
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +33,8 @@ struct Envelope {
   EntryKind kind = EntryKind::Value;
   /// How long the value took to load, in milliseconds.
   std::uint32_t loadMillis = 0;
+  /// The stale window the record was written with, in milliseconds.
+  std::uint32_t staleMillis = 0;
   /// The serialized value, or the lease token.
   std::string_view payload;
 };
@@ -41,16 +46,19 @@ inline constexpr unsigned char kMagic = 0xCA;
 /// The format version this library writes and reads.
 inline constexpr unsigned char kVersion = 1;
 /// Bytes before the payload.
-inline constexpr std::size_t kHeaderSize = 8;
+inline constexpr std::size_t kHeaderSize = 12;
 
 /// Appends a header to out; the caller appends the payload after it.
-inline void appendHeader(std::string& out, EntryKind kind, std::uint32_t loadMillis) {
+inline void appendHeader(std::string& out, EntryKind kind, std::uint32_t loadMillis,
+                         std::uint32_t staleMillis = 0) {
   out.push_back(static_cast<char>(kMagic));
   out.push_back(static_cast<char>(kVersion));
   out.push_back(static_cast<char>(kind));
   out.push_back('\0');
-  for (int i = 0; i < 4; ++i) {
-    out.push_back(static_cast<char>((loadMillis >> (8 * i)) & 0xFF));
+  for (const std::uint32_t field : {loadMillis, staleMillis}) {
+    for (int i = 0; i < 4; ++i) {
+      out.push_back(static_cast<char>((field >> (8 * i)) & 0xFF));
+    }
   }
 }
 
@@ -67,11 +75,15 @@ inline std::optional<Envelope> decode(std::string_view bytes) noexcept {
   }
   Envelope env;
   env.kind = static_cast<EntryKind>(kind);
-  for (int i = 0; i < 4; ++i) {
-    env.loadMillis |=
-        std::uint32_t{static_cast<unsigned char>(bytes[4 + static_cast<std::size_t>(i)])}
-        << (8 * i);
-  }
+  const auto u32At = [&](std::size_t at) {
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      v |= std::uint32_t{static_cast<unsigned char>(bytes[at + i])} << (8 * i);
+    }
+    return v;
+  };
+  env.loadMillis = u32At(4);
+  env.staleMillis = u32At(8);
   env.payload = bytes.substr(kHeaderSize);
   if (env.kind == EntryKind::Negative && !env.payload.empty()) {
     return std::nullopt;

@@ -2,8 +2,11 @@
 /// \file options.hpp
 /// Cache-wide options and per-call overrides. Every field has a finite default.
 
+#include <cacheaside/events.hpp>
 #include <chrono>
+
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -41,6 +44,26 @@ struct CacheOptions {
   WaitTimeoutPolicy onWaitTimeout = WaitTimeoutPolicy::LoadWithoutCaching;
   /// Serialized values larger than this are returned but not cached. Default 1 MiB.
   std::size_t maxValueBytes = std::size_t{1} << 20;
+  /// How long a value stays in Redis after its ttl as a stale value: a stale hit is served at
+  /// once while one caller (across all processes) refreshes it. Zero (the default) turns it off.
+  std::chrono::milliseconds staleWindow = std::chrono::milliseconds(0);
+  /// After a refresh's loader throws with a stale value at hand, how long no caller, in any
+  /// process, tries to refresh that key again (the stale value is served). Default 1 s.
+  std::chrono::milliseconds failSafeThrottle = std::chrono::seconds(1);
+  /// XFetch (Vattani et al., 2015): a read refreshes early when the value's remaining fresh
+  /// time is at most -loadTime * xfetchBeta * ln(rand). Larger refreshes earlier; 0 disables.
+  /// Default 1.
+  double xfetchBeta = 1.0;
+  /// Consecutive Redis failures that open the circuit breaker. Default 5.
+  unsigned breakerThreshold = 5;
+  /// How long an open breaker bypasses Redis before one call probes it. Default 500 ms.
+  std::chrono::milliseconds breakerCooldown = std::chrono::milliseconds(500);
+  /// Receives hit, miss, stale, refresh, fail-safe, Redis-error, breaker and decode-failure
+  /// events (events.hpp). Default none.
+  EventHandler onEvent;
+  /// The clock for deadlines, durations and the breaker; freshness never depends on it (it is
+  /// read from the key's remaining TTL on the server). Default: std::chrono::steady_clock.
+  std::function<std::chrono::steady_clock::time_point()> clock;
 
   /// Throws std::invalid_argument naming the first field out of range.
   void validate() const {
@@ -67,6 +90,19 @@ struct CacheOptions {
     if (maxValueBytes == 0) {
       throw std::invalid_argument("cacheaside: CacheOptions::maxValueBytes must be positive");
     }
+    if (staleWindow < milliseconds::zero() || staleWindow > std::chrono::hours(24 * 24)) {
+      throw std::invalid_argument("cacheaside: CacheOptions::staleWindow must be in [0, 24 days]");
+    }
+    if (failSafeThrottle <= milliseconds::zero()) {
+      throw std::invalid_argument("cacheaside: CacheOptions::failSafeThrottle must be positive");
+    }
+    if (!(xfetchBeta >= 0.0 && xfetchBeta <= 100.0)) {
+      throw std::invalid_argument("cacheaside: CacheOptions::xfetchBeta must be in [0, 100]");
+    }
+    if (breakerThreshold == 0 || breakerCooldown <= milliseconds::zero()) {
+      throw std::invalid_argument(
+          "cacheaside: CacheOptions::breakerThreshold and breakerCooldown must be positive");
+    }
   }
 };
 
@@ -81,6 +117,8 @@ struct CallOptions {
   std::optional<std::chrono::milliseconds> waitBudget;
   /// Overrides CacheOptions::onWaitTimeout.
   std::optional<WaitTimeoutPolicy> onWaitTimeout;
+  /// Overrides CacheOptions::staleWindow (for values this call writes).
+  std::optional<std::chrono::milliseconds> staleWindow;
 };
 
 } // namespace cacheaside

@@ -33,6 +33,15 @@ struct Stats {
   std::uint64_t fencedWrites = 0;
   /// Loaded values larger than maxValueBytes (returned, not cached).
   std::uint64_t oversizedValues = 0;
+  /// Calls answered with a stale value while another caller refreshed it (or after a failed
+  /// refresh).
+  std::uint64_t staleServed = 0;
+  /// Values reloaded before they expired (stale-while-revalidate and XFetch).
+  std::uint64_t refreshes = 0;
+  /// Refreshes whose loader threw while a stale value was served instead.
+  std::uint64_t failSafes = 0;
+  /// Calls that bypassed Redis because the circuit breaker was open.
+  std::uint64_t breakerBypasses = 0;
 };
 
 namespace detail {
@@ -41,7 +50,7 @@ namespace detail {
 struct AtomicStats {
   std::atomic<std::uint64_t> hits{0}, misses{0}, loads{0}, leaseWaits{0}, waitTimeouts{0},
       coalesced{0}, decodeFailures{0}, encodeFailures{0}, redisErrors{0}, fencedWrites{0},
-      oversizedValues{0};
+      oversizedValues{0}, staleServed{0}, refreshes{0}, failSafes{0}, breakerBypasses{0};
 
   static void bump(std::atomic<std::uint64_t>& counter) noexcept {
     counter.fetch_add(1, std::memory_order_relaxed);
@@ -63,6 +72,10 @@ struct AtomicStats {
     s.redisErrors = get(redisErrors);
     s.fencedWrites = get(fencedWrites);
     s.oversizedValues = get(oversizedValues);
+    s.staleServed = get(staleServed);
+    s.refreshes = get(refreshes);
+    s.failSafes = get(failSafes);
+    s.breakerBypasses = get(breakerBypasses);
     return s;
   }
 };

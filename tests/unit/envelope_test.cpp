@@ -26,13 +26,21 @@ TEST_CASE("a record decodes to the kind, load time and payload it was written wi
   CHECK(env->payload == payload);
 }
 
-TEST_CASE("the load time is stored little-endian after a four-byte prefix") {
-  const std::string bytes = record(EntryKind::Lease, 0x01020304u, "");
+TEST_CASE("load time and stale window are stored little-endian after a four-byte prefix") {
+  std::string bytes;
+  envelope::appendHeader(bytes, EntryKind::Lease, 0x01020304u, 0x05060708u);
+  REQUIRE(bytes.size() == envelope::kHeaderSize);
   CHECK(static_cast<unsigned char>(bytes[0]) == 0xCA);
   CHECK(bytes[1] == 1);
   CHECK(bytes[2] == 2);
   CHECK(bytes[4] == 4);
   CHECK(bytes[7] == 1);
+  CHECK(bytes[8] == 8);
+  CHECK(bytes[11] == 5);
+  const auto env = envelope::decode(bytes);
+  REQUIRE(env);
+  CHECK(env->loadMillis == 0x01020304u);
+  CHECK(env->staleMillis == 0x05060708u);
 }
 
 TEST_CASE("bytes this library did not write do not decode") {

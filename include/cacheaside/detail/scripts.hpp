@@ -1,7 +1,9 @@
 #pragma once
-// The Lua scripts behind the lease. Each touches only KEYS[1], the value key, so it runs in one
-// Redis Cluster slot. A lease is a record of kind Lease stored at the value key itself: taking
-// it is one SET NX PX GET, which also returns the value when there is one.
+// The Lua scripts behind the leases. Every key a script touches shares the user key's hash tag,
+// so each runs in one Redis Cluster slot. The lease for a missing value is a record of kind
+// Lease stored at the value key itself: taking it is one SET NX PX GET, which also returns the
+// value when there is one. The lease for refreshing a value that is still served lives beside
+// it, at "<value key>:lease".
 
 #include <cacheaside/client.hpp>
 
@@ -9,6 +11,7 @@ namespace cacheaside::detail {
 
 // Stores ARGV[2] for ARGV[3] ms if the key still holds our lease ARGV[1]; returns 1 or 0.
 // An invalidation (DEL), a set() or an expired lease in the meantime makes it return 0.
+// Also turns a refresh lease into a fail-safe throttle marker.
 inline const Script& fillScript() {
   static const Script script(R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -42,6 +45,31 @@ if (not v) or redis.sha1hex(v) == ARGV[1] then
   return false
 end
 return v
+)lua");
+  return script;
+}
+
+// Stores the refreshed value ARGV[2] at KEYS[1] for ARGV[3] ms and drops the refresh lease
+// KEYS[2], if that lease is still ours (ARGV[1]); returns 1 or 0.
+inline const Script& refreshFillScript() {
+  static const Script script(R"lua(
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+)lua");
+  return script;
+}
+
+// Extends our lease ARGV[1] at KEYS[1] to ARGV[2] ms; returns 1, or 0 when it is not ours.
+inline const Script& renewScript() {
+  static const Script script(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 )lua");
   return script;
 }
