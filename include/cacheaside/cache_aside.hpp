@@ -363,8 +363,9 @@ private:
         try {
           replies = redis(key, [&] { return client_.pipeline(look); });
         } catch (const ConnectionError&) {
-          // Someone else holds the lease: a failed poll is no reason to load as well. The
-          // replies still show that lease; the budget bounds the wait.
+          // One timeout per call at most: a failing Redis must not stretch the wait to the
+          // budget. (Under overload, raise commandTimeout rather than the budget.)
+          return Next::LoadUncached;
         }
         continue;
       }
