@@ -14,7 +14,11 @@
 #include "stampede.hpp"
 
 #include <cacheaside/cacheaside.hpp>
+
+#include <arpa/inet.h>
 #include <cacheaside/hiredis_client.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <csignal>
@@ -42,7 +46,7 @@ struct Config {
   std::chrono::milliseconds hitDuration = 100ms;  // per slice: 4 slices a run
   std::chrono::milliseconds scaleDuration = 60ms; // per slice
   int missesPerRun = 1000;
-  std::string sections = "hit,miss,stampede,scaling";
+  std::string sections = "hit,miss,stampede,scaling,outage";
   std::chrono::milliseconds commandTimeout{0}; // 0: HiredisOptions' default
   std::string profile; // --profile CASE: run only that case, for perf or callgrind
   long profileOps = 20000;
@@ -100,20 +104,32 @@ auto handHit(int port, std::string key) {
   };
 }
 
-// The library's hit command written by hand: SET <record key> <lease> NX PX 5000 GET, then
-// json::parse of the payload after the 8-byte header. Tells the cost of the command apart from
-// the cost of the library.
+// The library's hit written by hand: SET <record key> <lease> NX PX 5000 GET and PTTL in one
+// pipeline, then json::parse of the payload after the record header. Tells the cost of the
+// commands apart from the cost of the library.
 auto rawSetGetHit(int port, std::string recordKey) {
   auto conn = std::make_shared<bench::RawConn>(port, 50ms);
   return [conn, key = std::move(recordKey)] {
-    const char* argv[7] = {"SET",  key.data(), "0123456789abcdef01234567", "NX", "PX",
-                           "5000", "GET"};
-    const std::size_t lens[7] = {3, key.size(), 24, 2, 2, 4, 3};
-    bench::ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(conn->get(), 7, argv, lens)));
-    if (!r || r->type != REDIS_REPLY_STRING || r->len < 8) {
+    const char* setArgv[7] = {"SET",  key.data(), "0123456789abcdef0123456789ab", "NX", "PX",
+                              "5000", "GET"};
+    const std::size_t setLens[7] = {3, key.size(), 28, 2, 2, 4, 3};
+    const char* ttlArgv[2] = {"PTTL", key.data()};
+    const std::size_t ttlLens[2] = {4, key.size()};
+    redisAppendCommandArgv(conn->get(), 7, setArgv, setLens);
+    redisAppendCommandArgv(conn->get(), 2, ttlArgv, ttlLens);
+    void* raw = nullptr;
+    void* ttl = nullptr;
+    if (redisGetReply(conn->get(), &raw) != REDIS_OK ||
+        redisGetReply(conn->get(), &ttl) != REDIS_OK) {
+      throw std::runtime_error("bench: hand-written SET NX PX GET + PTTL failed");
+    }
+    bench::ReplyPtr r(static_cast<redisReply*>(raw));
+    bench::ReplyPtr t(static_cast<redisReply*>(ttl));
+    constexpr std::size_t kHeader = cacheaside::envelope::kHeaderSize;
+    if (!r || r->type != REDIS_REPLY_STRING || r->len < kHeader) {
       throw std::runtime_error("bench: hand-written SET NX PX GET failed");
     }
-    consume(nlohmann::json::parse(r->str + 8, r->str + r->len).get<Products>());
+    consume(nlohmann::json::parse(r->str + kHeader, r->str + r->len).get<Products>());
   };
 }
 
@@ -193,6 +209,9 @@ void profileOne(const Config& cfg, const Products& products, const std::string& 
   JsonCache json(client, cacheOptions("bench-json"));
   MsgPackCache msgpack(client, cacheOptions("bench-msgpack"));
   CborCache cbor(client, cacheOptions("bench-cbor"));
+  cacheaside::CacheOptions noXfetch = cacheOptions("bench-json");
+  noXfetch.xfetchBeta = 0; // with no stale window either: a hit is one command, no PTTL
+  JsonCache jsonOneCommand(client, noXfetch);
   bench::RawConn setup(cfg.port, 1000ms);
   const std::string key = "profile";
   const std::string handKey = "bench-hand:{profile}";
@@ -229,6 +248,9 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
   JsonCache json(client, cacheOptions("bench-json"));
   MsgPackCache msgpack(client, cacheOptions("bench-msgpack"));
   CborCache cbor(client, cacheOptions("bench-cbor"));
+  cacheaside::CacheOptions noXfetch = cacheOptions("bench-json");
+  noXfetch.xfetchBeta = 0; // with no stale window either: a hit is one command, no PTTL
+  JsonCache jsonOneCommand(client, noXfetch);
   bench::RawConn setup(cfg.port, 1000ms);
   for (int t = 0; t < 2; ++t) {
     const std::string key = "hit:" + std::to_string(t);
@@ -253,6 +275,8 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
     add("hand-written", threads, -1,
         [port, ownKey](int t) { return handHit(port, "bench-hand:{" + ownKey(t) + "}"); });
     add("JSON", threads, base, [&json, ownKey](int t) { return cacheHit(json, ownKey(t)); });
+    add("JSON, XFetch off (one command)", threads, base,
+        [&jsonOneCommand, ownKey](int t) { return cacheHit(jsonOneCommand, ownKey(t)); });
     if (threads == 1) {
       add("diagnosis: the library's SET NX PX GET by hand", threads, base,
           [port, ownKey](int t) { return rawSetGetHit(port, "bench-json:{" + ownKey(t) + "}"); });
@@ -296,7 +320,8 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
                latencyCell(base), bench::format("time/op %.3f, p50 %.3f", tr, pr), target, met});
   }
   const auto s = json.stats();
-  if (s.loads != 0 || msgpack.stats().loads != 0 || cbor.stats().loads != 0) {
+  if (s.loads != 0 || msgpack.stats().loads != 0 || cbor.stats().loads != 0 ||
+      jsonOneCommand.stats().loads != 0) {
     throw std::runtime_error("bench: the hit path loaded");
   }
 }
@@ -304,7 +329,7 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
 // 2. Miss path: commands per miss as the server counts them, and time per miss.
 struct MissRun {
   double usPerMiss = 0;
-  double topLevel = 0;   // top-level commands (round trips) per miss, from the server counters
+  double topLevel = 0;   // top-level commands per miss, from the server counters
   double processed = 0;  // total_commands_processed per miss, script-internal calls included
   double roundTrips = 0; // counted by the client
 };
@@ -343,7 +368,8 @@ void missPath(const Config& cfg, cacheaside::HiredisClient& client, const Produc
       r.usPerMiss = std::chrono::duration<double, std::micro>(t1 - t0).count() / n;
       const long long info = after.of("info") - before.of("info");
       const long long scripts = after.of("evalsha") - before.of("evalsha");
-      // The fill script runs GET and SET inside: 2 script-internal calls per EVALSHA.
+      // The fill script runs GET and SET inside: 2 script-internal calls per EVALSHA. The
+      // lookup pipelines SET NX PX GET with PTTL: two commands, one round trip.
       const long long processed = after.total - before.total - info;
       r.processed = static_cast<double>(processed) / n;
       r.topLevel = static_cast<double>(processed - 2 * scripts) / n;
@@ -399,19 +425,19 @@ void missPath(const Config& cfg, cacheaside::HiredisClient& client, const Produc
     return bench::median(v);
   };
   const auto cell = [&](const std::vector<MissRun>& runs) {
-    return bench::format("%.2f round trips (%.2f incl. in-script), %.1f µs/miss",
-                         med(runs, &MissRun::topLevel), med(runs, &MissRun::processed),
-                         med(runs, &MissRun::usPerMiss));
+    return bench::format("%.2f round trips (server: %.2f commands, %.2f incl. in-script), "
+                         "%.1f µs/miss",
+                         med(runs, &MissRun::roundTrips), med(runs, &MissRun::topLevel),
+                         med(runs, &MissRun::processed), med(runs, &MissRun::usPerMiss));
   };
   std::vector<double> ratios;
   for (std::size_t i = 0; i < ca.size(); ++i) {
     ratios.push_back(ca[i].usPerMiss / locked[i].usPerMiss);
   }
-  const double trips = med(ca, &MissRun::topLevel);
+  const double trips = med(ca, &MissRun::roundTrips);
   table.add({"2 miss", "JSON, 1 thr, fresh key, instant loader; vs GET, SET NX PX, SET PX, DEL",
-             cell(ca) + bench::format("; client saw %.2f", med(ca, &MissRun::roundTrips)),
-             cell(locked), bench::format("time/miss %.3f", bench::median(ratios)), "2 round trips",
-             verdict(trips <= 2.0)});
+             cell(ca), cell(locked), bench::format("time/miss %.3f", bench::median(ratios)),
+             "2 round trips", verdict(trips <= 2.0)});
   std::vector<double> naiveRatios;
   for (std::size_t i = 0; i < ca.size(); ++i) {
     naiveRatios.push_back(ca[i].usPerMiss / naive[i].usPerMiss);
@@ -548,6 +574,62 @@ void scaling(const Config& cfg, const Products& products, const std::string& pay
   }
 }
 
+// A loopback port that nothing listens on (the kernel picked it a moment ago).
+int freeLoopbackPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    throw std::runtime_error("bench: cannot find a free port");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// 5. Outage: time per getOrLoad (instant loader) with nothing listening on the Redis port,
+// with the circuit breaker as configured by default (open after 5 failures) and with a breaker
+// that never opens (every call tries to connect and is refused).
+void outage(const Config& cfg, const Products& products, bench::Table& table) {
+  cacheaside::HiredisOptions down;
+  down.port = freeLoopbackPort();
+  const auto loader = [&products] { return products; };
+  const int n = 2000;
+  std::vector<double> open, closed, direct;
+  for (int rep = 0; rep < cfg.reps; ++rep) {
+    for (int variant = 0; variant < 3; ++variant) {
+      cacheaside::HiredisClient client(down);
+      cacheaside::CacheOptions o = cacheOptions("bench-outage");
+      if (variant == 1) {
+        o.breakerThreshold = 1u << 30;
+      }
+      JsonCache cache(client, o);
+      consume(cache.getOrLoad("warm-up", loader)); // the breaker opens here (or not)
+      const auto t0 = bench::Clock::now();
+      for (int i = 0; i < n; ++i) {
+        if (variant == 2) {
+          consume(loader());
+        } else {
+          consume(cache.getOrLoad("k" + std::to_string(i % 100), loader));
+        }
+      }
+      const double us =
+          std::chrono::duration<double, std::micro>(bench::Clock::now() - t0).count() / n;
+      (variant == 0 ? open : variant == 1 ? closed : direct).push_back(us);
+    }
+  }
+  table.add({"5 outage", "nothing listening at the Redis port; breaker open (default)",
+             bench::format("%.2f µs/call", bench::median(open)),
+             bench::format("%.2f µs/call (loader alone)", bench::median(direct)), "", "bounded",
+             "—"});
+  table.add({"5 outage", "same, breaker never opens: every call is refused a connection",
+             bench::format("%.2f µs/call", bench::median(closed)),
+             bench::format("%.2f µs/call (loader alone)", bench::median(direct)), "", "bounded",
+             "—"});
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -635,14 +717,14 @@ int main(int argc, char** argv) {
     if (wanted(cfg, "scaling")) {
       scaling(cfg, products, payload, table);
     }
-    table.add({"5 outage", "Redis down: breaker open / closed",
-               "not measured: needs circuit "
-               "breaker (issue 4)",
-               "", "", "", "—"});
+    if (wanted(cfg, "outage")) {
+      outage(cfg, products, table);
+    }
 
     std::printf("\npayload: %zu products; JSON %zu bytes (file %zu), MessagePack %zu, CBOR %zu; "
-                "records add an 8-byte header\n",
-                products.size(), payload.size(), fileBytes.size(), msgpack.size(), cbor.size());
+                "records add a %zu-byte header\n",
+                products.size(), payload.size(), fileBytes.size(), msgpack.size(), cbor.size(),
+                cacheaside::envelope::kHeaderSize);
     std::printf("placement: %s; every figure is the median of %d interleaved runs; ratios are "
                 "medians of per-run ratios (time/op = inverse of ops/s)\n\n",
                 cfg.placement.c_str(), cfg.reps);

@@ -314,12 +314,16 @@ private:
   }
 
   // One pipelined SET NX PX GET + PTTL reads the value and its remaining TTL and, when there is
-  // no value, takes the lease. A caller that finds someone else's lease polls with growing pauses
-  // until the value appears, the lease goes (then the same command takes it), or the wait budget
-  // runs out.
+  // no value, takes the lease (a cache with neither XFetch nor a stale window skips the PTTL). A
+  // caller that finds someone else's lease polls with growing pauses until the value appears, the
+  // lease goes (then the same command takes it), or the wait budget runs out.
   Next lookup(std::string_view key, const std::string& rk, const std::string& lease,
               const Effective& eff, Found& found) {
-    const std::vector<Argv> look{{"SET", rk, lease, "NX", "PX", lockTtlArg_, "GET"}, {"PTTL", rk}};
+    // The remaining TTL matters only for stale values and XFetch; without them, one command.
+    std::vector<Argv> look{{"SET", rk, lease, "NX", "PX", lockTtlArg_, "GET"}};
+    if (options_.xfetchBeta > 0 || eff.staleWindow.count() > 0) {
+      look.push_back({"PTTL", rk});
+    }
     const auto deadline = now() + eff.waitBudget;
     auto pause = options_.pollInitial;
     bool first = true;
@@ -377,7 +381,7 @@ private:
         }
         found.value = decodeValue(key, *env);
         if (found.value) {
-          found.refresh = refreshReason(*env, replies.at(1));
+          found.refresh = replies.size() > 1 ? refreshReason(*env, replies[1]) : Refresh::None;
           countHit(first);
           return Next::Hit;
         }

@@ -149,8 +149,7 @@ public:
   /// ConnectionError when a new connection's AUTH or SELECT is refused.
   Reply command(const Argv& argv) override {
     Borrowed conn(*this);
-    std::vector<const char*> args;
-    std::vector<std::size_t> lens;
+    auto& [args, lens] = argvBuffers();
     toArgv(argv, args, lens);
     errno = 0;
     detail::HiredisReplyPtr reply(
@@ -164,8 +163,7 @@ public:
   /// Sends the commands back to back and reads their replies: one round trip.
   std::vector<Reply> pipeline(const std::vector<Argv>& commands) override {
     Borrowed conn(*this);
-    std::vector<const char*> args;
-    std::vector<std::size_t> lens;
+    auto& [args, lens] = argvBuffers();
     for (const Argv& argv : commands) {
       toArgv(argv, args, lens);
       if (redisAppendCommandArgv(conn.get(), static_cast<int>(args.size()), args.data(),
@@ -204,6 +202,12 @@ private:
     HiredisClient& owner_;
     detail::HiredisContextPtr ctx_;
   };
+
+  // Per-thread argument arrays for hiredis, reused so that a command allocates none.
+  static std::pair<std::vector<const char*>, std::vector<std::size_t>>& argvBuffers() {
+    thread_local std::pair<std::vector<const char*>, std::vector<std::size_t>> buffers;
+    return buffers;
+  }
 
   static void toArgv(const Argv& argv, std::vector<const char*>& args,
                      std::vector<std::size_t>& lens) {

@@ -52,7 +52,9 @@ struct CacheOptions {
   std::chrono::milliseconds failSafeThrottle = std::chrono::seconds(1);
   /// XFetch (Vattani et al., 2015): a read refreshes early when the value's remaining fresh
   /// time is at most -loadTime * xfetchBeta * ln(rand). Larger refreshes earlier; 0 disables.
-  /// Default 1.
+  /// Default 1. With xfetchBeta 0 and no staleWindow a hit is one command instead of a
+  /// pipeline of two (SET NX PX GET and PTTL), about 3 % faster; every cache sharing a
+  /// namespace should then agree on it, since such a cache treats stale records as fresh.
   double xfetchBeta = 1.0;
   /// Consecutive Redis failures that open the circuit breaker. Default 5.
   unsigned breakerThreshold = 5;

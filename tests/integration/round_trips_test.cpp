@@ -63,6 +63,19 @@ TEST_CASE("a hit costs one round trip and a miss that wins the lease two") {
   CHECK(cache.get("p") == product(2));
 }
 
+TEST_CASE("without XFetch and a stale window a hit is a single command") {
+  testsupport::RedisServer server;
+  HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
+  auto options = testsupport::cacheOptions("rtt-single");
+  options.xfetchBeta = 0;
+  CacheAside<Product> cache(client, options);
+  cache.getOrLoad("p", [] { return product(1); });
+  testsupport::CommandMonitor monitor(server.host(), server.port());
+  monitor.clientCommands();
+  cache.getOrLoad("p", [] { return product(1); });
+  CHECK(verbs(monitor.clientCommands()) == std::vector<std::string>{"SET"});
+}
+
 TEST_CASE("the scripts' SHA-1 is the one Redis computes") {
   testsupport::RedisServer server;
   HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
