@@ -209,9 +209,6 @@ void profileOne(const Config& cfg, const Products& products, const std::string& 
   JsonCache json(client, cacheOptions("bench-json"));
   MsgPackCache msgpack(client, cacheOptions("bench-msgpack"));
   CborCache cbor(client, cacheOptions("bench-cbor"));
-  cacheaside::CacheOptions noXfetch = cacheOptions("bench-json");
-  noXfetch.xfetchBeta = 0; // with no stale window either: a hit is one command, no PTTL
-  JsonCache jsonOneCommand(client, noXfetch);
   bench::RawConn setup(cfg.port, 1000ms);
   const std::string key = "profile";
   const std::string handKey = "bench-hand:{profile}";

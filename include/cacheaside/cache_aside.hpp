@@ -438,14 +438,7 @@ private:
         throw;
       }
     }
-    std::string record;
-    if (!encodeRecord(value, since(started), eff, record)) {
-      release(key, rk, lease);
-      return value;
-    }
-    const std::string px = std::to_string(
-        (value ? jittered(eff.ttl) + eff.staleWindow : jittered(eff.negativeTtl)).count());
-    fill(key, detail::fillScript(), {rk}, {lease, record, px});
+    writeBack(key, detail::fillScript(), {rk}, rk, lease, value, since(started), eff);
     return value;
   }
 
@@ -487,14 +480,7 @@ private:
     }
     Counters::bump(counters_.refreshes);
     emit(EventType::Refresh, key, since(started), why == Refresh::Stale ? "stale" : "early");
-    std::string record;
-    if (!encodeRecord(value, since(started), eff, record)) {
-      release(key, lk, lease);
-      return value;
-    }
-    const std::string px = std::to_string(
-        (value ? jittered(eff.ttl) + eff.staleWindow : jittered(eff.negativeTtl)).count());
-    fill(key, detail::refreshFillScript(), {rk, lk}, {lease, record, px});
+    writeBack(key, detail::refreshFillScript(), {rk, lk}, lk, lease, value, since(started), eff);
     return value;
   }
 
@@ -515,6 +501,22 @@ private:
     const std::string throttle = makeLease();
     const std::string px = std::to_string(options_.failSafeThrottle.count());
     fill(key, detail::fillScript(), {lk}, {lease, throttle, px});
+  }
+
+  // Writes a loaded value back through a fenced script holding lease (at leaseKey), or, when it
+  // must not be cached, gives the lease up.
+  void writeBack(std::string_view key, const Script& script,
+                 const std::vector<std::string_view>& keys, const std::string& leaseKey,
+                 const std::string& lease, const std::optional<T>& value, Micros took,
+                 const Effective& eff) {
+    std::string record;
+    if (!encodeRecord(value, took, eff, record)) {
+      release(key, leaseKey, lease);
+      return;
+    }
+    const std::string px = std::to_string(
+        (value ? jittered(eff.ttl) + eff.staleWindow : jittered(eff.negativeTtl)).count());
+    fill(key, script, keys, {lease, record, px});
   }
 
   // Encodes a loaded value (or "not found"); false, counted, when it must not be cached.
