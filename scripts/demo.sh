@@ -109,7 +109,7 @@ request GET "$path"
 expect HIT
 
 echo
-echo "== 3. the cached response in Redis (8-byte envelope header, response head, body)"
+echo "== 3. the cached response in Redis (12-byte envelope header, response head, body)"
 echo "   \$ redis-cli -p $REDIS_PORT --scan --pattern 'products_api:*'"
 redis-cli -p "$REDIS_PORT" --scan --pattern 'products_api:*' | sed 's/^/   /'
 echo "   \$ redis-cli -p $REDIS_PORT GET '$key'   (first 230 characters)"
