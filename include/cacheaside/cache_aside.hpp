@@ -300,7 +300,7 @@ private:
     Found found;
     const Next next = lookup(key, rk, lease, eff, found);
     if (next == Next::Hit) {
-      emit(EventType::Hit, key, since(started));
+      emitSince(EventType::Hit, key, started);
       return found;
     }
     if (next == Next::Load) {
@@ -309,7 +309,7 @@ private:
       Counters::bump(counters_.loads);
       found.value = load();
     }
-    emit(EventType::Miss, key, since(started));
+    emitSince(EventType::Miss, key, started);
     return found;
   }
 
@@ -623,6 +623,13 @@ private:
         emit(EventType::BreakerOpen, {}, options_.breakerCooldown);
       }
       throw;
+    }
+  }
+
+  // An event timed from started; the clock is read only when someone listens.
+  void emitSince(EventType type, std::string_view key, Clock::time_point started) const {
+    if (options_.onEvent) {
+      emit(type, key, since(started));
     }
   }
 
