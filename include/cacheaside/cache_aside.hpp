@@ -123,7 +123,7 @@ public:
     if (found.refresh != Refresh::None) {
       // Only the caller that looked refreshes: the ones coalesced onto it take what it found.
       result = joined ? serveCurrent(key, std::move(result), found.refresh)
-                      : refresh(key, rk, load, eff, std::move(result), found.refresh);
+                      : refresh(key, rk, load, eff, std::move(result), found.refresh, found.pttl);
     }
     if constexpr (kMaybe) {
       return result;
@@ -171,10 +171,11 @@ public:
   }
 
   /// Writes value for key with ttl (default: the cache's, with jitter, plus its staleWindow), to
-  /// warm the cache. Not fenced: it overwrites whatever the key holds, and a load in flight for
-  /// the key will then not write back. Returns false, and counts why, when the value is larger
-  /// than maxValueBytes, Redis fails or the breaker is open. Throws std::invalid_argument for an
-  /// empty key or a non-positive ttl, and Error when the serializer cannot encode the value.
+  /// warm the cache or write through. Not fenced: it overwrites whatever the key holds, and a
+  /// load or refresh in flight for the key will then not write back. Returns false, and counts why,
+  /// when the value is larger than maxValueBytes, Redis fails or the breaker is open. Throws
+  /// std::invalid_argument for an empty key or a non-positive ttl, and Error when the serializer
+  /// cannot encode the value.
   bool set(std::string_view key, const T& value,
            std::optional<std::chrono::milliseconds> ttl = std::nullopt) {
     const std::string rk = detail::redisKey(options_.keyNamespace, key);
@@ -199,11 +200,14 @@ public:
       return false;
     }
     const std::string px = std::to_string((ttl ? *ttl : jittered(options_.ttl) + stale).count());
+    const std::string lk = rk + ":lease";
     try {
-      const Reply reply = redis(key, [&] {
-        return client_.command({"SET", rk, record, "PX", px});
+      // Dropping the refresh lease first fences a refresh in flight (its load may predate the
+      // value set here); a refresh that takes the lease after this point loads after it too.
+      const std::vector<Reply> replies = redis(key, [&] {
+        return client_.pipeline({{"DEL", lk}, {"SET", rk, record, "PX", px}});
       });
-      if (reply.isError()) {
+      if (replies.at(0).isError() || replies.at(1).isError()) {
         Counters::bump(counters_.redisErrors);
         return false;
       }
@@ -264,6 +268,7 @@ private:
   struct Found {
     std::optional<T> value;
     Refresh refresh = Refresh::None;
+    long long pttl = -1; // the value's remaining TTL when read (when it was asked for)
   };
 
   // What the look at Redis decided.
@@ -276,7 +281,7 @@ private:
                         call.onWaitTimeout.value_or(options_.onWaitTimeout),
                         call.staleWindow.value_or(options_.staleWindow)};
     if (eff.ttl.count() <= 0 || eff.negativeTtl.count() <= 0 || eff.waitBudget.count() < 0 ||
-        eff.staleWindow.count() < 0) {
+        eff.staleWindow.count() < 0 || eff.staleWindow > std::chrono::hours(24 * 24)) {
       throw std::invalid_argument("cacheaside: CallOptions durations must be positive");
     }
     return eff;
@@ -338,8 +343,13 @@ private:
     for (;; first = false) {
       const Reply& reply = replies.at(0);
       if (reply.isError() || (!reply.isNil() && reply.type != Reply::Type::String)) {
-        Counters::bump(counters_.redisErrors); // another program's data (WRONGTYPE): left alone
-        countMiss(first);
+        Counters::bump(counters_.redisErrors);
+        if (first && reply.isError() && reply.str.compare(0, 9, "WRONGTYPE") != 0) {
+          // Redis refuses writes (OOM, MISCONF, READONLY, NOREPLICAS) but may still read:
+          // serve hits with a plain GET rather than loading every request.
+          return readOnlyLookup(key, rk, found);
+        }
+        countMiss(first); // another program's data (WRONGTYPE): left alone
         return Next::LoadUncached;
       }
       if (reply.isNil()) {
@@ -381,7 +391,10 @@ private:
         }
         found.value = decodeValue(key, *env);
         if (found.value) {
-          found.refresh = replies.size() > 1 ? refreshReason(*env, replies[1]) : Refresh::None;
+          if (replies.size() > 1) {
+            found.refresh = refreshReason(*env, replies[1]);
+            found.pttl = replies[1].type == Reply::Type::Integer ? replies[1].integer : -1;
+          }
           countHit(first);
           return Next::Hit;
         }
@@ -401,6 +414,31 @@ private:
         return Next::LoadUncached;
       }
     }
+  }
+
+  // The lookup for a Redis that refuses writes: a value is a hit (no refresh, nothing can be
+  // written back); anything else loads without caching.
+  Next readOnlyLookup(std::string_view key, const std::string& rk, Found& found) {
+    try {
+      const Reply reply = redis(key, [&] { return client_.command({"GET", rk}); });
+      const auto env =
+          reply.type == Reply::Type::String ? envelope::decode(reply.str) : std::nullopt;
+      if (env && env->kind == EntryKind::Negative) {
+        countHit(true);
+        return Next::Hit;
+      }
+      if (env && env->kind == EntryKind::Value) {
+        found.value = decodeValue(key, *env);
+        if (found.value) {
+          countHit(true);
+          return Next::Hit;
+        }
+      }
+    } catch (const ConnectionError&) {
+      // Counted by redis().
+    }
+    countMiss(true);
+    return Next::LoadUncached;
   }
 
   // Stale when the key's remaining TTL is inside the stale window it was written with; early
@@ -446,19 +484,26 @@ private:
   // lease, reload, and write back; or, if someone else refreshes, return what was found.
   template <typename Load>
   std::optional<T> refresh(std::string_view key, const std::string& rk, Load& load,
-                           const Effective& eff, std::optional<T> current, Refresh why) {
+                           const Effective& eff, std::optional<T> current, Refresh why,
+                           long long seenPttl) {
     const std::string lk = rk + ":lease";
     const std::string lease = makeLease();
     try {
-      const Reply taken = redis(key, [&] {
-        return client_.command({"SET", lk, lease, "NX", "PX", lockTtlArg_});
+      // With the lease, the value's TTL now: if it grew, someone refreshed the value since this
+      // caller read it (and dropped their lease), so there is nothing left to do.
+      const std::vector<Reply> taken = redis(key, [&] {
+        return client_.pipeline({{"SET", lk, lease, "NX", "PX", lockTtlArg_}, {"PTTL", rk}});
       });
-      if (taken.isError()) {
+      if (taken.at(0).isError()) {
         Counters::bump(counters_.redisErrors);
         return serveCurrent(key, std::move(current), why);
       }
-      if (taken.isNil()) {
-        return serveCurrent(key, std::move(current), why); // refreshed elsewhere, or throttled
+      if (taken[0].isNil()) {
+        return serveCurrent(key, std::move(current), why); // refreshing elsewhere, or throttled
+      }
+      if (taken.at(1).type == Reply::Type::Integer && taken[1].integer > seenPttl) {
+        release(key, lk, lease);
+        return serveCurrent(key, std::move(current), why);
       }
     } catch (const ConnectionError&) {
       return serveCurrent(key, std::move(current), why);

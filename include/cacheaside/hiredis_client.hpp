@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <poll.h>
 #include <stdexcept>
 #include <string>
 #include <sys/time.h>
@@ -126,7 +127,8 @@ inline Reply convertReply(const redisReply& r) {
 
 /// A RedisClient over a pool of hiredis connections. Thread-safe. Connections open lazily, up to
 /// poolSize; one that fails (I/O error, timeout, protocol error) is closed and replaced on next
-/// use, because a hiredis context is unusable after such an error.
+/// use, because a hiredis context is unusable after such an error, and one the server closed
+/// while it was idle is replaced before it is used.
 class HiredisClient final : public RedisClient {
 public:
   /// Stores the options; connects on first use. Throws std::invalid_argument for a zero pool
@@ -305,10 +307,13 @@ private:
                            std::to_string(options_.poolSize) + " pooled connections busy");
       }
     }
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       detail::HiredisContextPtr ctx = std::move(idle_.back());
       idle_.pop_back();
-      return ctx;
+      if (stillOpen(*ctx)) {
+        return ctx;
+      }
+      --open_; // closed by the server while idle (restart, timeout, proxy): replace it
     }
     ++open_;
     lock.unlock();
@@ -321,6 +326,15 @@ private:
       available_.notify_one();
       throw;
     }
+  }
+
+  // An idle connection has nothing to read: readable means the server closed it (EOF) or sent
+  // something unasked, and either way it must not carry the next command.
+  static bool stillOpen(const redisContext& c) noexcept {
+    pollfd pfd{};
+    pfd.fd = c.fd;
+    pfd.events = POLLIN;
+    return ::poll(&pfd, 1, 0) == 0;
   }
 
   void giveBack(detail::HiredisContextPtr ctx) noexcept {

@@ -288,3 +288,23 @@ TEST_CASE("Redis failures never reach getOrLoad's caller; invalidate reports the
     CHECK(cache.stats().redisErrors == 6);
   }
 }
+
+TEST_CASE("a Redis that refuses writes still serves hits, and misses load uncached") {
+  testsupport::RedisServer server;
+  HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
+  CacheAside<Product> cache(client, testsupport::cacheOptions("readonly"));
+  cache.getOrLoad("cached", [] { return product(1); });
+  // Writes now fail with NOREPLICAS, as they would with OOM, MISCONF or on a replica.
+  REQUIRE(client.command({"CONFIG", "SET", "min-replicas-to-write", "1"}).str == "OK");
+  int loads = 0;
+  const auto load = [&] {
+    ++loads;
+    return product(2);
+  };
+  CHECK(cache.getOrLoad("cached", load) == product(1));
+  CHECK(loads == 0);
+  CHECK(cache.getOrLoad("absent", load) == product(2));
+  CHECK(cache.getOrLoad("absent", load) == product(2));
+  CHECK(loads == 2);
+  CHECK_FALSE(cache.breakerOpen()); // error replies are not an outage
+}

@@ -169,3 +169,23 @@ TEST_CASE("invalid client options are rejected") {
   o.commandTimeout = 0ms;
   CHECK_THROWS_AS(HiredisClient(o), std::invalid_argument);
 }
+
+TEST_CASE("connections the server closed while idle are replaced before use, not failed") {
+  testsupport::RedisServer server;
+  auto o = testsupport::clientOptions(server.host(), server.port());
+  o.poolSize = 4;
+  HiredisClient client(o);
+  std::vector<std::thread> warm;
+  for (int t = 0; t < 4; ++t) {
+    warm.emplace_back([&] { client.command({"PING"}); });
+  }
+  for (auto& th : warm) {
+    th.join();
+  }
+  HiredisClient admin(testsupport::clientOptions(server.host(), server.port()));
+  admin.command({"PING"});
+  CHECK(admin.command({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"}).integer >= 1);
+  for (int i = 0; i < 8; ++i) {
+    CHECK_NOTHROW(client.command({"PING"}));
+  }
+}

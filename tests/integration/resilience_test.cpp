@@ -274,3 +274,80 @@ TEST_CASE("events report hits, misses and decode failures with the user key") {
   std::lock_guard<std::mutex> lock(log.mutex);
   CHECK(log.events.front().second == "k");
 }
+
+TEST_CASE("a set() while a refresh loads fences the refresh") {
+  HiredisClient client(testsupport::clientOptions());
+  const auto options = staleOptions("set-fence");
+  CacheAside<std::string> cache(client, options);
+  CacheAside<std::string> writer(client, options);
+  cache.getOrLoad("k", [] { return std::string("v1"); });
+  waitUntilStale(client, options, "k");
+  testsupport::Latch refreshing(1), release(1);
+  std::thread refresher([&] {
+    cache.getOrLoad("k", [&] {
+      refreshing.countDown();
+      release.wait();
+      return std::string("read before the write");
+    });
+  });
+  refreshing.wait();
+  CHECK(writer.set("k", "written through"));
+  release.countDown();
+  refresher.join();
+  CHECK(cache.stats().fencedWrites == 1);
+  CHECK(cache.get("k") == std::optional<std::string>("written through"));
+}
+
+namespace {
+// Forwards to a real client, but holds the first pipeline whose first command has `verb` and
+// `arity` arguments until released: a way to stop one caller between two round trips.
+class GatedClient final : public cacheaside::RedisClient {
+public:
+  GatedClient(cacheaside::RedisClient& inner, std::string verb, std::size_t arity)
+      : inner_(inner), verb_(std::move(verb)), arity_(arity) {}
+  cacheaside::Reply command(const cacheaside::Argv& argv) override { return inner_.command(argv); }
+  std::vector<cacheaside::Reply> pipeline(const std::vector<cacheaside::Argv>& commands) override {
+    if (!commands.empty() && commands[0].size() == arity_ && commands[0][0] == verb_ &&
+        !gated_.exchange(true)) {
+      held.countDown();
+      open.wait();
+    }
+    return inner_.pipeline(commands);
+  }
+  testsupport::Latch held{1}, open{1};
+
+private:
+  cacheaside::RedisClient& inner_;
+  std::string verb_;
+  std::size_t arity_;
+  std::atomic<bool> gated_{false};
+};
+} // namespace
+
+TEST_CASE("a caller that saw a value stale does not refresh it again after someone else did") {
+  HiredisClient client(testsupport::clientOptions());
+  const auto options = staleOptions("late-refresh");
+  GatedClient gated(client, "SET", 6); // SET <key>:lease <lease> NX PX <ms>: the refresh lease
+  CacheAside<std::string> late(gated, options);
+  CacheAside<std::string> first(client, options);
+  first.getOrLoad("k", [] { return std::string("v1"); });
+  waitUntilStale(client, options, "k");
+  int lateLoads = 0;
+  std::string lateGot;
+  std::thread t([&] {
+    lateGot = late.getOrLoad("k", [&] {
+      ++lateLoads;
+      return std::string("late reload");
+    });
+  });
+  gated.held.wait(); // `late` has read v1 as stale and is about to take the refresh lease
+  CHECK(first.getOrLoad("k", [] { return std::string("v2"); }) == "v2"); // refreshed meanwhile
+  gated.open.countDown();
+  t.join();
+  CHECK(lateLoads == 0);
+  CHECK(lateGot == "v1");
+  CHECK(late.stats().refreshes == 0);
+  const std::string lk = cacheaside::detail::redisKey(options.keyNamespace, "k") + ":lease";
+  CHECK(client.command({"EXISTS", lk}).integer == 0); // taken and given back
+  CHECK(first.get("k") == std::optional<std::string>("v2"));
+}

@@ -14,6 +14,9 @@
 #include <utility>
 #include <vector>
 
+#include <sys/types.h>
+#include <unistd.h>
+
 namespace cacheaside::detail {
 
 class LeaseRenewer {
@@ -32,7 +35,11 @@ public:
     }
     wake_.notify_all();
     if (thread_.joinable()) {
-      thread_.join();
+      if (threadPid_ == ::getpid()) {
+        thread_.join();
+      } else {
+        thread_.detach(); // a forked child inherited the handle, not the thread
+      }
     }
   }
 
@@ -57,8 +64,12 @@ public:
     std::lock_guard<std::mutex> lock(mutex_);
     const std::uint64_t id = nextId_++;
     leases_.emplace(id, Lease{std::move(key), std::move(token), Clock::now() + period_});
+    if (thread_.joinable() && threadPid_ != ::getpid()) {
+      thread_.detach(); // in a forked child: the thread stayed with the parent; start another
+    }
     if (!thread_.joinable()) {
       thread_ = std::thread([this] { run(); });
+      threadPid_ = ::getpid();
     }
     wake_.notify_all();
     return id;
@@ -115,6 +126,7 @@ private:
   std::uint64_t nextId_ = 0;
   bool stopping_ = false;
   std::thread thread_;
+  pid_t threadPid_ = 0;
 };
 
 } // namespace cacheaside::detail
