@@ -329,7 +329,7 @@ private:
     if (options_.xfetchBeta > 0 || eff.staleWindow.count() > 0) {
       look.push_back({"PTTL", rk});
     }
-    const auto deadline = now() + eff.waitBudget;
+    std::optional<Clock::time_point> deadline; // read the clock only once there is a wait
     auto pause = options_.pollInitial;
     bool first = true;
     bool waited = false;
@@ -363,7 +363,10 @@ private:
           Counters::bump(counters_.leaseWaits);
           waited = true;
         }
-        if (now() + pause > deadline) {
+        if (!deadline) {
+          deadline = now() + eff.waitBudget;
+        }
+        if (now() + pause > *deadline) {
           Counters::bump(counters_.waitTimeouts);
           if (eff.onWaitTimeout == WaitTimeoutPolicy::Throw) {
             throw LockTimeoutError(
