@@ -28,6 +28,12 @@
 
 namespace bench {
 
+/// One plain command, routed by its first argument after the name (GET k, SET k v, DEL k).
+inline cacheaside::Reply cmd(cacheaside::RedisClient& client, const cacheaside::Argv& argv) {
+  const std::string_view key = argv.size() > 1 ? argv[1] : std::string_view();
+  return client.command(cacheaside::Command{key, argv});
+}
+
 /// One row of ../shared/data/products-20.json.
 struct Product {
   int id = 0;
@@ -108,12 +114,13 @@ class CountingClient final : public cacheaside::RedisClient {
 public:
   explicit CountingClient(cacheaside::RedisClient& inner) : inner_(inner) {}
 
-  cacheaside::Reply command(const cacheaside::Argv& argv) override {
+  cacheaside::Reply command(const cacheaside::Command& command) override {
     roundTrips_.fetch_add(1, std::memory_order_relaxed);
-    return inner_.command(argv);
+    return inner_.command(command);
   }
 
-  std::vector<cacheaside::Reply> pipeline(const std::vector<cacheaside::Argv>& commands) override {
+  std::vector<cacheaside::Reply>
+  pipeline(const std::vector<cacheaside::Command>& commands) override {
     roundTrips_.fetch_add(1, std::memory_order_relaxed);
     return inner_.pipeline(commands);
   }

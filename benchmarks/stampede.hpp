@@ -101,7 +101,7 @@ inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::Hi
     caches.push_back(std::make_unique<cacheaside::CacheAside<Products>>(client, co));
   }
   if (mode != StampedeMode::Naive) {
-    client.command({"PING"}); // one pooled connection open before the release
+    bench::cmd(client, {"PING"}); // one pooled connection open before the release
   }
   std::atomic<long long> loads{0};
   std::atomic<long long> failures{0};

@@ -148,7 +148,7 @@ public:
       return std::nullopt;
     }
     try {
-      const Reply reply = redis(key, [&] { return client_.command({"GET", rk}); });
+      const Reply reply = redis(key, [&] { return client_.command({rk, {"GET", rk}}); });
       if (reply.isError()) {
         Counters::bump(counters_.redisErrors);
         return std::nullopt;
@@ -205,7 +205,7 @@ public:
       // Dropping the refresh lease first fences a refresh in flight (its load may predate the
       // value set here); a refresh that takes the lease after this point loads after it too.
       const std::vector<Reply> replies = redis(key, [&] {
-        return client_.pipeline({{"DEL", lk}, {"SET", rk, record, "PX", px}});
+        return client_.pipeline({{rk, {"DEL", lk}}, {rk, {"SET", rk, record, "PX", px}}});
       });
       if (replies.at(0).isError() || replies.at(1).isError()) {
         Counters::bump(counters_.redisErrors);
@@ -325,9 +325,9 @@ private:
   Next lookup(std::string_view key, const std::string& rk, const std::string& lease,
               const Effective& eff, Found& found) {
     // The remaining TTL matters only for stale values and XFetch; without them, one command.
-    std::vector<Argv> look{{"SET", rk, lease, "NX", "PX", lockTtlArg_, "GET"}};
+    std::vector<Command> look{{rk, {"SET", rk, lease, "NX", "PX", lockTtlArg_, "GET"}}};
     if (options_.xfetchBeta > 0 || eff.staleWindow.count() > 0) {
-      look.push_back({"PTTL", rk});
+      look.push_back({rk, {"PTTL", rk}});
     }
     std::optional<Clock::time_point> deadline; // read the clock only once there is a wait
     auto pause = options_.pollInitial;
@@ -423,7 +423,7 @@ private:
   // written back); anything else loads without caching.
   Next readOnlyLookup(std::string_view key, const std::string& rk, Found& found) {
     try {
-      const Reply reply = redis(key, [&] { return client_.command({"GET", rk}); });
+      const Reply reply = redis(key, [&] { return client_.command({rk, {"GET", rk}}); });
       const auto env =
           reply.type == Reply::Type::String ? envelope::decode(reply.str) : std::nullopt;
       if (env && env->kind == EntryKind::Negative) {
@@ -495,7 +495,8 @@ private:
       // With the lease, the value's TTL now: if it grew, someone refreshed the value since this
       // caller read it (and dropped their lease), so there is nothing left to do.
       const std::vector<Reply> taken = redis(key, [&] {
-        return client_.pipeline({{"SET", lk, lease, "NX", "PX", lockTtlArg_}, {"PTTL", rk}});
+        return client_.pipeline(
+            {{rk, {"SET", lk, lease, "NX", "PX", lockTtlArg_}}, {rk, {"PTTL", rk}}});
       });
       if (taken.at(0).isError()) {
         Counters::bump(counters_.redisErrors);
@@ -639,10 +640,11 @@ private:
     if (rks.empty()) {
       return;
     }
-    std::vector<Argv> commands;
+    std::vector<Command> commands;
     commands.reserve(rks.size() / 2);
     for (std::size_t i = 0; i < rks.size(); i += 2) {
-      commands.push_back({"DEL", rks[i + 1], rks[i]}); // one slot: both share the hash tag
+      commands.push_back(
+          {rks[i + 1], {"DEL", rks[i + 1], rks[i]}}); // one slot: both share the hash tag
     }
     const std::vector<Reply> replies = redis({}, [&] { return client_.pipeline(commands); });
     for (std::size_t i = 0; i < replies.size(); ++i) {

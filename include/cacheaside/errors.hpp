@@ -26,6 +26,14 @@ public:
   using ConnectionError::ConnectionError;
 };
 
+/// Every pooled connection was busy for longer than the pool's wait timeout: the process has
+/// more concurrent calls than connections. A local condition, not a Redis failure: the cache
+/// counts it apart and never opens its circuit breaker for it.
+class PoolExhaustedError : public TimeoutError {
+public:
+  using TimeoutError::TimeoutError;
+};
+
 /// Redis answered a command with an error reply (for example WRONGTYPE).
 class ReplyError : public Error {
 public:

@@ -42,10 +42,10 @@ TEST_CASE("keys with spaces, CR/LF, quotes, NUL and non-UTF-8 bytes are distinct
       return std::string("reloaded");
     }) == "value for " + key);
     const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, key);
-    CHECK(client.command({"EXISTS", rk}).integer == 1);
+    CHECK(testsupport::cmd(client, {"EXISTS", rk}).integer == 1);
   }
   CHECK(loads == static_cast<int>(keys.size()));
-  CHECK(client.command({"EXISTS", "evil"}).integer == 0);
+  CHECK(testsupport::cmd(client, {"EXISTS", "evil"}).integer == 0);
 }
 
 TEST_CASE("a 1 MB key works") {
@@ -102,7 +102,7 @@ TEST_CASE("foreign bytes, another format version and an old schema are misses, t
   for (std::size_t i = 0; i < corrupt.size(); ++i) {
     const std::string key = "p" + std::to_string(i);
     const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, key);
-    client.command({"SET", rk, corrupt[i]});
+    testsupport::cmd(client, {"SET", rk, corrupt[i]});
     CHECK_FALSE(cache.get(key));
     ++expectedFailures;
     int loads = 0;
@@ -114,7 +114,7 @@ TEST_CASE("foreign bytes, another format version and an old schema are misses, t
     ++expectedFailures;
     CHECK(cache.getOrLoad(key, load) == product(static_cast<int>(i))); // overwritten: a hit
     CHECK(loads == 1);
-    CHECK(client.command({"GET", rk}).str != corrupt[i]);
+    CHECK(testsupport::cmd(client, {"GET", rk}).str != corrupt[i]);
   }
   CHECK(cache.stats().decodeFailures == expectedFailures);
 }
@@ -124,10 +124,10 @@ TEST_CASE("another program's data of another type is left alone and the loader a
   const auto options = testsupport::cacheOptions("wrongtype");
   CacheAside<std::string> cache(client, options);
   const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "list");
-  client.command({"RPUSH", rk, "a", "b"});
+  testsupport::cmd(client, {"RPUSH", rk, "a", "b"});
   CHECK(cache.getOrLoad("list", [] { return std::string("from loader"); }) == "from loader");
   CHECK(cache.stats().redisErrors == 1);
-  CHECK(client.command({"LLEN", rk}).integer == 2);
+  CHECK(testsupport::cmd(client, {"LLEN", rk}).integer == 2);
 }
 
 TEST_CASE("a 20 MB value round-trips when maxValueBytes allows it") {
@@ -152,6 +152,6 @@ TEST_CASE("a value the serializer cannot encode is returned, not cached, and cou
   CHECK(cache.getOrLoad("bad", [&] { return bad; }) == bad);
   CHECK(cache.stats().encodeFailures == 1);
   const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "bad");
-  CHECK(client.command({"EXISTS", rk}).integer == 0);
+  CHECK(testsupport::cmd(client, {"EXISTS", rk}).integer == 0);
   CHECK_THROWS_AS(cache.set("bad", bad), cacheaside::Error);
 }

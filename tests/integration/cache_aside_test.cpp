@@ -23,10 +23,10 @@ using namespace std::chrono_literals;
 
 namespace {
 long long pttl(HiredisClient& client, const std::string& rk) {
-  return client.command({"PTTL", rk}).integer;
+  return testsupport::cmd(client, {"PTTL", rk}).integer;
 }
 bool exists(HiredisClient& client, const std::string& rk) {
-  return client.command({"EXISTS", rk}).integer == 1;
+  return testsupport::cmd(client, {"EXISTS", rk}).integer == 1;
 }
 struct LoaderFailed : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -295,7 +295,7 @@ TEST_CASE("a Redis that refuses writes still serves hits, and misses load uncach
   CacheAside<Product> cache(client, testsupport::cacheOptions("readonly"));
   cache.getOrLoad("cached", [] { return product(1); });
   // Writes now fail with NOREPLICAS, as they would with OOM, MISCONF or on a replica.
-  REQUIRE(client.command({"CONFIG", "SET", "min-replicas-to-write", "1"}).str == "OK");
+  REQUIRE(testsupport::cmd(client, {"CONFIG", "SET", "min-replicas-to-write", "1"}).str == "OK");
   int loads = 0;
   const auto load = [&] {
     ++loads;

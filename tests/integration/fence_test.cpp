@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 namespace {
 // What the key holds in Redis right now.
 std::optional<cacheaside::EntryKind> storedKind(HiredisClient& client, const std::string& rk) {
-  const cacheaside::Reply r = client.command({"GET", rk});
+  const cacheaside::Reply r = testsupport::cmd(client, {"GET", rk});
   if (r.isNil()) {
     return std::nullopt;
   }
@@ -29,7 +29,7 @@ std::optional<cacheaside::EntryKind> storedKind(HiredisClient& client, const std
   return env->kind;
 }
 std::string storedBytes(HiredisClient& client, const std::string& rk) {
-  return client.command({"GET", rk}).str;
+  return testsupport::cmd(client, {"GET", rk}).str;
 }
 } // namespace
 
@@ -81,7 +81,7 @@ TEST_CASE("a holder whose lease expired can neither write nor delete the next ho
   firstLoading.wait();
   // The lease expires as if its holder had stalled past lockTtl without renewing it (a paused
   // process, a partition); a live holder renews it (see renewal_test.cpp).
-  client.command({"DEL", rk});
+  testsupport::cmd(client, {"DEL", rk});
   std::thread b([&] {
     secondGot = second.getOrLoad("k", [&] {
       secondLoading.countDown();
@@ -144,11 +144,11 @@ TEST_CASE("when the lease disappears a waiter competes again and loads itself") 
   std::string lease;
   cacheaside::envelope::appendHeader(lease, EntryKind::Lease, 0);
   lease += "0123456789abcdef";
-  client.command({"SET", rk, lease, "PX", "60000"});
+  testsupport::cmd(client, {"SET", rk, lease, "PX", "60000"});
   std::string got;
   std::thread b([&] { got = waiter.getOrLoad("k", [] { return std::string("mine"); }); });
   REQUIRE(testsupport::eventually([&] { return waiter.stats().leaseWaits == 1; }));
-  client.command({"DEL", rk});
+  testsupport::cmd(client, {"DEL", rk});
   b.join();
   CHECK(got == "mine");
   CHECK(waiter.get("k") == std::optional<std::string>("mine")); // and it was cached
@@ -187,7 +187,7 @@ TEST_CASE("when the wait budget runs out a waiter throws LockTimeoutError if ask
   std::string lease;
   cacheaside::envelope::appendHeader(lease, EntryKind::Lease, 0);
   lease += "fedcba9876543210";
-  client.command({"SET", rk, lease, "PX", "60000"});
+  testsupport::cmd(client, {"SET", rk, lease, "PX", "60000"});
   cacheaside::CallOptions call;
   call.onWaitTimeout = cacheaside::WaitTimeoutPolicy::Throw;
   int loads = 0;

@@ -131,11 +131,11 @@ TEST_CASE("Redis paused with CLIENT PAUSE 2000: no call fails, none waits long, 
   runUnderOutage(
       server,
       [&] {
-        admin.command({"CLIENT", "PAUSE", "2000"});
+        testsupport::cmd(admin, {"CLIENT", "PAUSE", "2000"});
         // Redis itself says when the pause is over: the admin's next command is answered then.
         while (true) {
           try {
-            admin.command({"PING"});
+            testsupport::cmd(admin, {"PING"});
             break;
           } catch (const cacheaside::ConnectionError&) {
           }

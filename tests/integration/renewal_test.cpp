@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 
 namespace {
 bool holdsLease(HiredisClient& client, const std::string& rk) {
-  const cacheaside::Reply r = client.command({"GET", rk});
+  const cacheaside::Reply r = testsupport::cmd(client, {"GET", rk});
   const auto env = r.isNil() ? std::nullopt : cacheaside::envelope::decode(r.str);
   return env && env->kind == cacheaside::EntryKind::Lease;
 }
@@ -81,7 +81,7 @@ TEST_CASE("renewal ends with the load, also when the loader throws") {
                                     throw std::runtime_error("failed");
                                   }),
                   std::runtime_error);
-  CHECK(client.command({"EXISTS", rk}).integer == 0); // released, not kept alive
+  CHECK(testsupport::cmd(client, {"EXISTS", rk}).integer == 0); // released, not kept alive
   CHECK(cache.getOrLoad("k", [] { return std::string("next"); }) == "next");
   CHECK(cache.stats().leaseWaits == 0);
 }

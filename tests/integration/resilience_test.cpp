@@ -66,7 +66,7 @@ void waitUntilStale(HiredisClient& client, const cacheaside::CacheOptions& o,
                     const std::string& key) {
   const std::string rk = cacheaside::detail::redisKey(o.keyNamespace, key);
   REQUIRE(testsupport::eventually([&] {
-    const long long pttl = client.command({"PTTL", rk}).integer;
+    const long long pttl = testsupport::cmd(client, {"PTTL", rk}).integer;
     return pttl > 0 && pttl <= o.staleWindow.count();
   }));
 }
@@ -266,7 +266,8 @@ TEST_CASE("events report hits, misses and decode failures with the user key") {
   CacheAside<int> cache(client, options);
   cache.getOrLoad("k", [] { return 1; });
   cache.getOrLoad("k", [] { return 1; });
-  client.command({"SET", cacheaside::detail::redisKey(options.keyNamespace, "bad"), "junk"});
+  testsupport::cmd(client,
+                   {"SET", cacheaside::detail::redisKey(options.keyNamespace, "bad"), "junk"});
   cache.getOrLoad("bad", [] { return 2; });
   CHECK(log.count(EventType::Miss) == 2);
   CHECK(log.count(EventType::Hit) == 1);
@@ -305,9 +306,12 @@ class GatedClient final : public cacheaside::RedisClient {
 public:
   GatedClient(cacheaside::RedisClient& inner, std::string verb, std::size_t arity)
       : inner_(inner), verb_(std::move(verb)), arity_(arity) {}
-  cacheaside::Reply command(const cacheaside::Argv& argv) override { return inner_.command(argv); }
-  std::vector<cacheaside::Reply> pipeline(const std::vector<cacheaside::Argv>& commands) override {
-    if (!commands.empty() && commands[0].size() == arity_ && commands[0][0] == verb_ &&
+  cacheaside::Reply command(const cacheaside::Command& command) override {
+    return inner_.command(command);
+  }
+  std::vector<cacheaside::Reply>
+  pipeline(const std::vector<cacheaside::Command>& commands) override {
+    if (!commands.empty() && commands[0].argv.size() == arity_ && commands[0].argv[0] == verb_ &&
         !gated_.exchange(true)) {
       held.countDown();
       open.wait();
@@ -348,6 +352,6 @@ TEST_CASE("a caller that saw a value stale does not refresh it again after someo
   CHECK(lateGot == "v1");
   CHECK(late.stats().refreshes == 0);
   const std::string lk = cacheaside::detail::redisKey(options.keyNamespace, "k") + ":lease";
-  CHECK(client.command({"EXISTS", lk}).integer == 0); // taken and given back
+  CHECK(testsupport::cmd(client, {"EXISTS", lk}).integer == 0); // taken and given back
   CHECK(first.get("k") == std::optional<std::string>("v2"));
 }

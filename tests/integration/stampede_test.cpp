@@ -41,7 +41,7 @@ int runChild(const std::string& ns, int keys, int readyFd, int goFd) {
       started.arriveAndWait();
       const std::string value = cache.getOrLoad(key, [&] {
         // Counted in Redis, across processes; then as slow as a real query.
-        client.command({"INCR", ns + ":loads"});
+        testsupport::cmd(client, {"INCR", ns + ":loads"});
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         return "value of " + key;
       });
@@ -107,7 +107,7 @@ int stampede(const std::string& ns, int keys) {
 
 long long loadsCounted(const std::string& ns) {
   HiredisClient client(testsupport::clientOptions());
-  const cacheaside::Reply r = client.command({"GET", ns + ":loads"});
+  const cacheaside::Reply r = testsupport::cmd(client, {"GET", ns + ":loads"});
   return r.isNil() ? 0 : std::stoll(r.str);
 }
 

@@ -331,7 +331,8 @@ TEST_CASE("a category list is loaded from SQLite (MISS), then served from Redis 
 
   // The response is in Redis under the documented key: envelope header, then the record.
   cacheaside::HiredisClient redis(testsupport::clientOptions());
-  const cacheaside::Reply stored = redis.command({"GET", redisKeyOf(s, "/api/products", "books")});
+  const cacheaside::Reply stored =
+      testsupport::cmd(redis, {"GET", redisKeyOf(s, "/api/products", "books")});
   REQUIRE(stored.type == cacheaside::Reply::Type::String);
   CHECK(static_cast<unsigned char>(stored.str[0]) == 0xCA);
   CHECK(stored.str.find(first.body) != std::string::npos);

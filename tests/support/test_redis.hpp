@@ -2,6 +2,7 @@
 // The Redis that integration tests share: the one named by CACHEASIDE_TEST_REDIS=host:port
 // (scripts/test.sh starts it), or else a private server started once for this process.
 
+#include "cmd.hpp"
 #include "redis_server.hpp"
 
 #include <cacheaside/hiredis_client.hpp>

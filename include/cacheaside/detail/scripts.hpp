@@ -5,9 +5,39 @@
 // value when there is one. The lease for refreshing a value that is still served lives beside
 // it, at "<value key>:lease".
 
-#include <cacheaside/client.hpp>
+#include <cacheaside/client/redis_client.hpp>
+#include <cacheaside/store/script.hpp>
 
-namespace cacheaside::detail {
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cacheaside {
+
+/// Runs a script with EVALSHA and, when Redis does not have it cached (a restarted or failed-over
+/// server answers NOSCRIPT), once more with EVAL. Returns the script's reply, errors included.
+inline Reply evalScript(RedisClient& client, const Script& script,
+                        const std::vector<std::string_view>& keys,
+                        const std::vector<std::string_view>& args) {
+  const std::string numKeys = std::to_string(keys.size());
+  Command command{keys.empty() ? std::string_view() : keys.front(), {}};
+  Argv& argv = command.argv;
+  argv.reserve(3 + keys.size() + args.size());
+  argv.push_back("EVALSHA");
+  argv.push_back(script.sha1());
+  argv.push_back(numKeys);
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  Reply reply = client.command(command);
+  if (reply.isError() && reply.str.compare(0, 8, "NOSCRIPT") == 0) {
+    argv[0] = "EVAL";
+    argv[1] = script.source();
+    reply = client.command(command);
+  }
+  return reply;
+}
+
+namespace detail {
 
 // Stores ARGV[2] for ARGV[3] ms if the key still holds our lease ARGV[1]; returns 1 or 0.
 // An invalidation (DEL), a set() or an expired lease in the meantime makes it return 0.
@@ -74,4 +104,5 @@ return 0
   return script;
 }
 
-} // namespace cacheaside::detail
+} // namespace detail
+} // namespace cacheaside
