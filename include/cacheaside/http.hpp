@@ -17,6 +17,7 @@
 /// Served::response and Served::headers into its response.
 
 #include <cacheaside/detail/sha1.hpp>
+#include <cacheaside/metrics/prometheus.hpp>
 #include <cacheaside/serializer.hpp>
 #include <cacheaside/stats.hpp>
 
@@ -396,45 +397,10 @@ Served serve(Cache& cache, const Request& request, const Policy& policy, Handler
   return detail::finish(request, policy, std::move(*result), status);
 }
 
-/// The content type of prometheusText().
-inline constexpr const char* kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
-
-/// A cache's statistics in the Prometheus text exposition format (version 0.0.4): one counter
-/// per field, named cacheaside_<field>_total, labelled cache="<cacheName>".
-inline std::string prometheusText(const Stats& stats, std::string_view cacheName) {
-  std::string label;
-  for (const char c : cacheName) {
-    if (c == '\\' || c == '"') {
-      label += '\\';
-      label += c;
-    } else if (c == '\n') {
-      label += "\\n";
-    } else {
-      label += c;
-    }
-  }
-  const std::pair<const char*, std::pair<std::uint64_t, const char*>> rows[] = {
-      {"hits", {stats.hits, "getOrLoad calls answered by the first look at Redis"}},
-      {"misses", {stats.misses, "getOrLoad calls whose first look found no usable value"}},
-      {"loads", {stats.loads, "Loader calls"}},
-      {"lease_waits", {stats.leaseWaits, "Calls that waited for another caller's load"}},
-      {"wait_timeouts", {stats.waitTimeouts, "Calls whose wait budget ran out"}},
-      {"coalesced", {stats.coalesced, "Calls that joined a call in flight in this process"}},
-      {"decode_failures", {stats.decodeFailures, "Stored records that could not be decoded"}},
-      {"encode_failures", {stats.encodeFailures, "Loaded values that could not be encoded"}},
-      {"redis_errors", {stats.redisErrors, "Redis calls that failed"}},
-      {"fenced_writes", {stats.fencedWrites, "Write-backs refused because the lease was lost"}},
-      {"oversized_values", {stats.oversizedValues, "Loaded values larger than maxValueBytes"}},
-  };
-  std::string out;
-  for (const auto& [name, row] : rows) {
-    const std::string metric = std::string("cacheaside_") + name + "_total";
-    out += "# HELP " + metric + ' ' + row.second + ".\n";
-    out += "# TYPE " + metric + " counter\n";
-    out += metric + "{cache=\"" + label + "\"} " + std::to_string(row.first) + '\n';
-  }
-  return out;
-}
+/// The content type of prometheusText() (metrics/prometheus.hpp).
+using metrics::kPrometheusContentType;
+/// Every counter of a cache in the Prometheus text format (metrics/prometheus.hpp).
+using metrics::prometheusText;
 
 } // namespace cacheaside::http
 

@@ -41,7 +41,7 @@ TEST_CASE("keys with spaces, CR/LF, quotes, NUL and non-UTF-8 bytes are distinct
       ++loads;
       return std::string("reloaded");
     }) == "value for " + key);
-    const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, key);
+    const std::string rk = cacheaside::store::valueKey(options.keyNamespace, key);
     CHECK(testsupport::cmd(client, {"EXISTS", rk}).integer == 1);
   }
   CHECK(loads == static_cast<int>(keys.size()));
@@ -101,7 +101,7 @@ TEST_CASE("foreign bytes, another format version and an old schema are misses, t
   std::uint64_t expectedFailures = 0;
   for (std::size_t i = 0; i < corrupt.size(); ++i) {
     const std::string key = "p" + std::to_string(i);
-    const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, key);
+    const std::string rk = cacheaside::store::valueKey(options.keyNamespace, key);
     testsupport::cmd(client, {"SET", rk, corrupt[i]});
     CHECK_FALSE(cache.get(key));
     ++expectedFailures;
@@ -123,7 +123,7 @@ TEST_CASE("another program's data of another type is left alone and the loader a
   HiredisClient client(testsupport::clientOptions());
   const auto options = testsupport::cacheOptions("wrongtype");
   CacheAside<std::string> cache(client, options);
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "list");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "list");
   testsupport::cmd(client, {"RPUSH", rk, "a", "b"});
   CHECK(cache.getOrLoad("list", [] { return std::string("from loader"); }) == "from loader");
   CHECK(cache.stats().redisErrors == 1);
@@ -151,7 +151,7 @@ TEST_CASE("a value the serializer cannot encode is returned, not cached, and cou
   const std::vector<std::string> bad{"\xff\xfe"};
   CHECK(cache.getOrLoad("bad", [&] { return bad; }) == bad);
   CHECK(cache.stats().encodeFailures == 1);
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "bad");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "bad");
   CHECK(testsupport::cmd(client, {"EXISTS", rk}).integer == 0);
   CHECK_THROWS_AS(cache.set("bad", bad), cacheaside::Error);
 }

@@ -100,7 +100,7 @@ TEST_CASE("an empty optional from the loader is cached as not found for the nega
   CHECK_FALSE(cache.getOrLoad("missing", lookup));
   CHECK_FALSE(cache.getOrLoad("missing", lookup));
   CHECK(loads == 1);
-  const long long ttl = pttl(client, cacheaside::detail::redisKey(options.keyNamespace, "missing"));
+  const long long ttl = pttl(client, cacheaside::store::valueKey(options.keyNamespace, "missing"));
   CHECK(ttl > 0);
   CHECK(ttl <= 22000);
   CHECK(ttl >= 18000 - 2000);
@@ -128,7 +128,7 @@ TEST_CASE("stored TTLs lie within ttl x (1 +- jitter) and are spread out") {
   for (int i = 0; i < 60; ++i) {
     const std::string key = "k" + std::to_string(i);
     cache.getOrLoad(key, [i] { return i; });
-    const long long ttl = pttl(client, cacheaside::detail::redisKey(options.keyNamespace, key));
+    const long long ttl = pttl(client, cacheaside::store::valueKey(options.keyNamespace, key));
     lo = std::min(lo, ttl);
     hi = std::max(hi, ttl);
   }
@@ -147,7 +147,7 @@ TEST_CASE("a per-call TTL overrides the cache's") {
   call.ttl = 5s;
   cache.getOrLoad(
       "short", [] { return 1; }, call);
-  const long long ttl = pttl(client, cacheaside::detail::redisKey(options.keyNamespace, "short"));
+  const long long ttl = pttl(client, cacheaside::store::valueKey(options.keyNamespace, "short"));
   CHECK(ttl > 0);
   CHECK(ttl <= 5000);
   call.ttl = 0s;
@@ -169,7 +169,7 @@ TEST_CASE("get peeks without loading; set warms the cache") {
     return product(4);
   }) == product(3));
   CHECK(loads == 0);
-  const long long ttl = pttl(client, cacheaside::detail::redisKey(options.keyNamespace, "p"));
+  const long long ttl = pttl(client, cacheaside::store::valueKey(options.keyNamespace, "p"));
   CHECK(ttl > 0);
   CHECK(ttl <= 30000);
 }
@@ -180,7 +180,7 @@ TEST_CASE("a loader's exception reaches the caller unchanged, is not cached, fre
   CacheAside<Product> cache(client, options);
   CHECK_THROWS_AS(cache.getOrLoad("p", []() -> Product { throw LoaderFailed("db down"); }),
                   LoaderFailed);
-  CHECK_FALSE(exists(client, cacheaside::detail::redisKey(options.keyNamespace, "p")));
+  CHECK_FALSE(exists(client, cacheaside::store::valueKey(options.keyNamespace, "p")));
   // The next caller is not made to wait for a lease nobody holds.
   CHECK(cache.getOrLoad("p", [] { return product(1); }) == product(1));
   CHECK(cache.stats().leaseWaits == 0);
@@ -195,11 +195,11 @@ TEST_CASE("a value larger than maxValueBytes is returned but not cached") {
   const std::string big(2000, 'x');
   CHECK(cache.getOrLoad("big", [&] { return big; }) == big);
   CHECK(cache.stats().oversizedValues == 1);
-  CHECK_FALSE(exists(client, cacheaside::detail::redisKey(options.keyNamespace, "big")));
+  CHECK_FALSE(exists(client, cacheaside::store::valueKey(options.keyNamespace, "big")));
   CHECK_FALSE(cache.set("big", big));
   CHECK(cache.stats().oversizedValues == 2);
   CHECK(cache.getOrLoad("small", [] { return std::string(1000, 'y'); }).size() == 1000);
-  CHECK(exists(client, cacheaside::detail::redisKey(options.keyNamespace, "small")));
+  CHECK(exists(client, cacheaside::store::valueKey(options.keyNamespace, "small")));
 }
 
 TEST_CASE("concurrent callers in one process share one lookup, one load and one result") {

@@ -36,7 +36,7 @@ std::string storedBytes(HiredisClient& client, const std::string& rk) {
 TEST_CASE("an invalidation during a load prevents its write-back") {
   HiredisClient client(testsupport::clientOptions());
   const auto options = testsupport::cacheOptions("fence");
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "user:1");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "user:1");
   CacheAside<std::string> cache(client, options);
   testsupport::Latch loading(1), invalidated(1);
   std::string returned;
@@ -66,7 +66,7 @@ TEST_CASE("an invalidation during a load prevents its write-back") {
 TEST_CASE("a holder whose lease expired can neither write nor delete the next holder's lease") {
   HiredisClient client(testsupport::clientOptions());
   auto options = testsupport::cacheOptions("expired");
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "k");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   CacheAside<std::string> first(client, options);
   CacheAside<std::string> second(client, options);
   testsupport::Latch firstLoading(1), releaseFirst(1), secondLoading(1), releaseSecond(1);
@@ -138,7 +138,7 @@ TEST_CASE("a caller that loses the lease waits for the winner's value instead of
 TEST_CASE("when the lease disappears a waiter competes again and loads itself") {
   HiredisClient client(testsupport::clientOptions());
   const auto options = testsupport::cacheOptions("vanish");
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "k");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   CacheAside<std::string> waiter(client, options);
   // A lease from a holder that then dies: someone else's record of kind Lease.
   std::string lease;
@@ -158,7 +158,7 @@ TEST_CASE("when the wait budget runs out the waiter loads without writing, by de
   HiredisClient client(testsupport::clientOptions());
   auto options = testsupport::cacheOptions("budget");
   options.waitBudget = 100ms;
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "k");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   CacheAside<std::string> holder(client, options);
   CacheAside<std::string> waiter(client, options);
   testsupport::Latch loading(1), release(1);
@@ -182,7 +182,7 @@ TEST_CASE("when the wait budget runs out a waiter throws LockTimeoutError if ask
   HiredisClient client(testsupport::clientOptions());
   auto options = testsupport::cacheOptions("budget-throw");
   options.waitBudget = 100ms;
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "k");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   CacheAside<std::string> waiter(client, options);
   std::string lease;
   cacheaside::envelope::appendHeader(lease, EntryKind::Lease, 0);

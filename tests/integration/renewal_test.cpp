@@ -33,7 +33,7 @@ TEST_CASE("a loader slower than lockTtl keeps its lease, so no second load start
   auto options = testsupport::cacheOptions("renew");
   options.lockTtl = 300ms;
   options.waitBudget = 20s;
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "slow");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "slow");
   CacheAside<std::string> holder(client, options);
   CacheAside<std::string> waiter(client, options);
   testsupport::Latch loading(1), release(1);
@@ -73,7 +73,7 @@ TEST_CASE("renewal ends with the load, also when the loader throws") {
   HiredisClient client(testsupport::clientOptions());
   auto options = testsupport::cacheOptions("renew-throw");
   options.lockTtl = 150ms;
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "k");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   CacheAside<std::string> cache(client, options);
   CHECK_THROWS_AS(cache.getOrLoad("k",
                                   []() -> std::string {
@@ -94,7 +94,7 @@ TEST_CASE("when the lease holder's process dies, a waiter takes over within lock
   options.lockTtl = lockTtl;
   options.pollMax = pollMax;
   options.waitBudget = 30s;
-  const std::string rk = cacheaside::detail::redisKey(options.keyNamespace, "k");
+  const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   int loading[2];
   REQUIRE(::pipe(loading) == 0);
   const pid_t child = ::fork();

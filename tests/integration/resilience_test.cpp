@@ -64,7 +64,7 @@ cacheaside::CacheOptions staleOptions(const std::string& prefix) {
 // Waits until the value at key has outlived its ttl and is inside its stale window.
 void waitUntilStale(HiredisClient& client, const cacheaside::CacheOptions& o,
                     const std::string& key) {
-  const std::string rk = cacheaside::detail::redisKey(o.keyNamespace, key);
+  const std::string rk = cacheaside::store::valueKey(o.keyNamespace, key);
   REQUIRE(testsupport::eventually([&] {
     const long long pttl = testsupport::cmd(client, {"PTTL", rk}).integer;
     return pttl > 0 && pttl <= o.staleWindow.count();
@@ -267,7 +267,7 @@ TEST_CASE("events report hits, misses and decode failures with the user key") {
   cache.getOrLoad("k", [] { return 1; });
   cache.getOrLoad("k", [] { return 1; });
   testsupport::cmd(client,
-                   {"SET", cacheaside::detail::redisKey(options.keyNamespace, "bad"), "junk"});
+                   {"SET", cacheaside::store::valueKey(options.keyNamespace, "bad"), "junk"});
   cache.getOrLoad("bad", [] { return 2; });
   CHECK(log.count(EventType::Miss) == 2);
   CHECK(log.count(EventType::Hit) == 1);
@@ -300,30 +300,34 @@ TEST_CASE("a set() while a refresh loads fences the refresh") {
 }
 
 namespace {
-// Forwards to a real client, but holds the first pipeline whose first command has `verb` and
-// `arity` arguments until released: a way to stop one caller between two round trips.
+// Forwards to a real client, but holds the first call that runs `script` until released: a way
+// to stop one caller between two round trips.
 class GatedClient final : public cacheaside::RedisClient {
 public:
-  GatedClient(cacheaside::RedisClient& inner, std::string verb, std::size_t arity)
-      : inner_(inner), verb_(std::move(verb)), arity_(arity) {}
+  GatedClient(cacheaside::RedisClient& inner, const cacheaside::Script& script)
+      : inner_(inner), sha1_(script.sha1()) {}
   cacheaside::Reply command(const cacheaside::Command& command) override {
+    gate({command});
     return inner_.command(command);
   }
   std::vector<cacheaside::Reply>
   pipeline(const std::vector<cacheaside::Command>& commands) override {
-    if (!commands.empty() && commands[0].argv.size() == arity_ && commands[0].argv[0] == verb_ &&
-        !gated_.exchange(true)) {
-      held.countDown();
-      open.wait();
-    }
+    gate(commands);
     return inner_.pipeline(commands);
   }
   testsupport::Latch held{1}, open{1};
 
 private:
+  void gate(const std::vector<cacheaside::Command>& commands) {
+    if (!commands.empty() && commands[0].argv.size() > 1 && commands[0].argv[1] == sha1_ &&
+        !gated_.exchange(true)) {
+      held.countDown();
+      open.wait();
+    }
+  }
+
   cacheaside::RedisClient& inner_;
-  std::string verb_;
-  std::size_t arity_;
+  std::string sha1_;
   std::atomic<bool> gated_{false};
 };
 } // namespace
@@ -331,7 +335,7 @@ private:
 TEST_CASE("a caller that saw a value stale does not refresh it again after someone else did") {
   HiredisClient client(testsupport::clientOptions());
   const auto options = staleOptions("late-refresh");
-  GatedClient gated(client, "SET", 6); // SET <key>:lease <lease> NX PX <ms>: the refresh lease
+  GatedClient gated(client, cacheaside::store::scripts::takeRefresh()); // the refresh lease
   CacheAside<std::string> late(gated, options);
   CacheAside<std::string> first(client, options);
   first.getOrLoad("k", [] { return std::string("v1"); });
@@ -351,7 +355,7 @@ TEST_CASE("a caller that saw a value stale does not refresh it again after someo
   CHECK(lateLoads == 0);
   CHECK(lateGot == "v1");
   CHECK(late.stats().refreshes == 0);
-  const std::string lk = cacheaside::detail::redisKey(options.keyNamespace, "k") + ":lease";
+  const std::string lk = cacheaside::store::keysFor(options.keyNamespace, "k").refreshLease;
   CHECK(testsupport::cmd(client, {"EXISTS", lk}).integer == 0); // taken and given back
   CHECK(first.get("k") == std::optional<std::string>("v2"));
 }

@@ -43,15 +43,13 @@ TEST_CASE("the stored record is the envelope header followed by the serializer's
   const std::string raw("raw \0 bytes \xff", 13);
   strings.getOrLoad("s", [&] { return raw; });
   const std::string stored =
-      testsupport::cmd(client, {"GET", cacheaside::detail::redisKey(options.keyNamespace, "s")})
-          .str;
+      testsupport::cmd(client, {"GET", cacheaside::store::valueKey(options.keyNamespace, "s")}).str;
   CHECK(stored.substr(cacheaside::envelope::kHeaderSize) == raw);
 
   CacheAside<Product> products(client, options);
   products.getOrLoad("p", [] { return product(4); });
   const std::string json =
-      testsupport::cmd(client, {"GET", cacheaside::detail::redisKey(options.keyNamespace, "p")})
-          .str;
+      testsupport::cmd(client, {"GET", cacheaside::store::valueKey(options.keyNamespace, "p")}).str;
   CHECK(nlohmann::json::parse(json.substr(cacheaside::envelope::kHeaderSize)) ==
         nlohmann::json(product(4)));
 }

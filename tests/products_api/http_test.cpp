@@ -368,7 +368,7 @@ TEST_CASE("X-Cache values") {
   CHECK(std::string(http::xCacheValue(http::CacheStatus::Bypass)) == "BYPASS");
 }
 
-TEST_CASE("prometheusText writes one counter per statistic, with HELP, TYPE and the label") {
+TEST_CASE("prometheusText writes every counter of the list, with HELP, TYPE and the label") {
   cacheaside::Stats s;
   s.hits = 3;
   s.redisErrors = 7;
@@ -383,6 +383,11 @@ TEST_CASE("prometheusText writes one counter per statistic, with HELP, TYPE and 
     ++samples;
     ++pos;
   }
-  CHECK(samples == 11);
+  CHECK(samples == cacheaside::counterList().size());
+  for (const auto& counter : cacheaside::counterList()) {
+    CAPTURE(counter.name);
+    CHECK(text.find("\n" + cacheaside::metrics::metricName(counter.name) + "{") !=
+          std::string::npos);
+  }
   CHECK(text.back() == '\n');
 }

@@ -58,8 +58,33 @@ TEST_CASE("bytes this library did not write do not decode") {
   unknownKind[2] = 3;
   CHECK_FALSE(envelope::decode(unknownKind));
   std::string reserved = good;
-  reserved[3] = 1;
+  reserved[3] = 0x20;
   CHECK_FALSE(envelope::decode(reserved));
+  std::string shortExtensions = good; // flags an extension block longer than the record
+  shortExtensions[3] = 0x10;
+  CHECK_FALSE(envelope::decode(shortExtensions));
+}
+
+TEST_CASE("the flags byte names the compressor and an extension block readers skip") {
+  std::string bytes;
+  envelope::appendHeader(bytes, EntryKind::Value, 5, 6, 2);
+  CHECK(bytes[3] == 2);
+  bytes += "zz";
+  auto env = envelope::decode(bytes);
+  REQUIRE(env);
+  CHECK(env->compressor == 2);
+  CHECK(env->payload == "zz");
+  bytes[3] = static_cast<char>(0x12);
+  bytes.insert(envelope::kHeaderSize, std::string("\x03\x00"
+                                                  "abc",
+                                                  5));
+  env = envelope::decode(bytes);
+  REQUIRE(env);
+  CHECK(env->extensions == "abc");
+  CHECK(env->payload == "zz");
+  std::string lease; // leases and "not found" carry neither
+  envelope::appendHeader(lease, EntryKind::Lease, 0, 0, 1);
+  CHECK_FALSE(envelope::decode(lease + "token"));
 }
 
 TEST_CASE("a negative record carries no payload") {

@@ -33,7 +33,7 @@ struct Reply {
   bool isError() const noexcept { return type == Type::Error; }
 };
 
-/// One command as binary-safe arguments: {"SET", key, value}. The views must outlive the call.
+/// One command as binary-safe arguments: {"GET", key}. The views must outlive the call.
 using Argv = std::vector<std::string_view>;
 
 /// A command and the key that routes it: on a Redis Cluster it must run on the node serving

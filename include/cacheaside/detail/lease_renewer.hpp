@@ -1,8 +1,10 @@
 #pragma once
-// Keeps leases alive while their loads run: one thread per cache, started on first use, renews
-// each registered lease every period until its registration ends (with the load, also by
-// exception).
+// Keeps leases alive while their loads run, and releases leases that Redis failures left
+// behind. One thread per cache, started on first use. Each tick sends every job that is due in
+// one batch (one pipeline): renewals every period while a registration lives, and releases
+// (by token) with a growing pause until one succeeds or the lease has expired by itself.
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -14,19 +16,27 @@
 #include <utility>
 #include <vector>
 
-#include <sys/types.h>
-#include <unistd.h>
-
 namespace cacheaside::detail {
+
+// One renewal or release.
+struct LeaseJob {
+  std::string key;       // the lease key
+  std::string keepAlive; // a value the lease's holder keeps alive (refreshes), or empty
+  std::string token;
+  bool release = false;
+};
 
 class LeaseRenewer {
 public:
   using Clock = std::chrono::steady_clock;
-  /// Renews one lease: (Redis key, lease token). Must not throw.
-  using Renew = std::function<void(const std::string&, const std::string&)>;
+  // Sends a batch; returns, for each job, whether it is finished (a release that succeeded).
+  // Must not throw.
+  using Send = std::function<std::vector<bool>(const std::vector<LeaseJob>&)>;
 
-  LeaseRenewer(Renew renew, std::chrono::milliseconds period)
-      : renew_(std::move(renew)), period_(period) {}
+  // period: between renewals of one lease; lockTtl: how long a lease lives unrenewed (releases
+  // are given up after it).
+  LeaseRenewer(Send send, std::chrono::milliseconds period, std::chrono::milliseconds lockTtl)
+      : send_(std::move(send)), period_(period), lockTtl_(lockTtl) {}
 
   ~LeaseRenewer() {
     {
@@ -35,18 +45,14 @@ public:
     }
     wake_.notify_all();
     if (thread_.joinable()) {
-      if (threadPid_ == ::getpid()) {
-        thread_.join();
-      } else {
-        thread_.detach(); // a forked child inherited the handle, not the thread
-      }
+      thread_.join();
     }
   }
 
   LeaseRenewer(const LeaseRenewer&) = delete;
   LeaseRenewer& operator=(const LeaseRenewer&) = delete;
 
-  /// Renews the lease until destroyed.
+  // Renews the lease until destroyed.
   class Registration {
   public:
     Registration(LeaseRenewer& owner, std::uint64_t id) : owner_(&owner), id_(id) {}
@@ -59,74 +65,108 @@ public:
     std::uint64_t id_;
   };
 
-  /// Starts renewing key's lease (token) every period from now.
-  std::uint64_t add(std::string key, std::string token) {
+  // Starts renewing a lease every period from now.
+  std::uint64_t add(std::string key, std::string keepAlive, std::string token) {
+    return schedule(LeaseJob{std::move(key), std::move(keepAlive), std::move(token), false},
+                    Clock::now() + period_);
+  }
+
+  // Releases a lease by token as soon as Redis answers, retrying until lockTtl has passed.
+  void releaseLater(std::string key, std::string token) {
+    schedule(LeaseJob{std::move(key), {}, std::move(token), true}, Clock::now());
+  }
+
+  // Stops renewing a lease; a renewal already under way may still complete.
+  void remove(std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.erase(id);
+  }
+
+  // Jobs scheduled now (renewals and pending releases).
+  std::size_t pending() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return jobs_.size();
+  }
+
+private:
+  static constexpr std::chrono::milliseconds kFirstRetry{10};
+
+  struct Entry {
+    LeaseJob job;
+    Clock::time_point due;
+    Clock::time_point giveUp;        // releases only
+    std::chrono::milliseconds retry; // releases only
+  };
+
+  std::uint64_t schedule(LeaseJob job, Clock::time_point due) {
     std::lock_guard<std::mutex> lock(mutex_);
     const std::uint64_t id = nextId_++;
-    leases_.emplace(id, Lease{std::move(key), std::move(token), Clock::now() + period_});
-    if (thread_.joinable() && threadPid_ != ::getpid()) {
-      thread_.detach(); // in a forked child: the thread stayed with the parent; start another
-    }
+    const auto now = Clock::now();
+    jobs_.emplace(id, Entry{std::move(job), due, now + lockTtl_, kFirstRetry});
     if (!thread_.joinable()) {
       thread_ = std::thread([this] { run(); });
-      threadPid_ = ::getpid();
     }
     wake_.notify_all();
     return id;
   }
 
-  /// Stops renewing a lease; a renewal already under way may still complete.
-  void remove(std::uint64_t id) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    leases_.erase(id);
-  }
-
-private:
-  struct Lease {
-    std::string key;
-    std::string token;
-    Clock::time_point due;
-  };
-
   void run() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
       auto next = Clock::time_point::max();
-      for (const auto& entry : leases_) {
+      for (const auto& entry : jobs_) {
         next = std::min(next, entry.second.due);
       }
       if (next == Clock::time_point::max()) {
         wake_.wait(lock);
         continue;
       }
-      if (wake_.wait_until(lock, next) == std::cv_status::no_timeout) {
-        continue; // a lease was added or the renewer is stopping: look again
+      if (next > Clock::now() && wake_.wait_until(lock, next) == std::cv_status::no_timeout) {
+        continue; // a job was added or the renewer is stopping: look again
       }
       const auto now = Clock::now();
-      std::vector<std::pair<std::string, std::string>> due;
-      for (auto& entry : leases_) {
-        if (entry.second.due <= now) {
-          due.emplace_back(entry.second.key, entry.second.token);
-          entry.second.due = now + period_;
+      std::vector<std::uint64_t> ids;
+      std::vector<LeaseJob> batch;
+      for (auto it = jobs_.begin(); it != jobs_.end();) {
+        Entry& e = it->second;
+        if (e.job.release && now >= e.giveUp) {
+          it = jobs_.erase(it); // expired by itself
+          continue;
         }
+        // Renewals due within half a period go now too: early is harmless, and leases taken
+        // together are then renewed together.
+        if (e.due <= now || (!e.job.release && e.due <= now + period_ / 2)) {
+          ids.push_back(it->first);
+          batch.push_back(e.job);
+          if (e.job.release) {
+            e.due = now + e.retry;
+            e.retry = std::min(e.retry * 2, period_);
+          } else {
+            e.due = now + period_;
+          }
+        }
+        ++it;
       }
       lock.unlock(); // Redis calls without the lock: loads may finish meanwhile
-      for (const auto& lease : due) {
-        renew_(lease.first, lease.second);
-      }
+      const std::vector<bool> finished = send_(batch);
       lock.lock();
+      for (std::size_t i = 0; i < ids.size() && i < finished.size(); ++i) {
+        if (finished[i]) {
+          jobs_.erase(ids[i]);
+        }
+      }
     }
   }
 
-  Renew renew_;
+  Send send_;
   const std::chrono::milliseconds period_;
-  std::mutex mutex_;
+  const std::chrono::milliseconds lockTtl_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::map<std::uint64_t, Lease> leases_;
+  std::map<std::uint64_t, Entry> jobs_;
   std::uint64_t nextId_ = 0;
   bool stopping_ = false;
   std::thread thread_;
-  pid_t threadPid_ = 0;
 };
 
 } // namespace cacheaside::detail

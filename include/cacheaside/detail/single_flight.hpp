@@ -1,6 +1,10 @@
 #pragma once
 // In-process single-flight: concurrent calls for one key run the work once and share its result
-// or its exception. An entry lives only while its work runs.
+// or its exception. An entry lives only while its work runs, or until forget() closes it to
+// later callers.
+
+#include <cacheaside/errors.hpp>
+#include <cacheaside/store/keys.hpp>
 
 #include <array>
 #include <condition_variable>
@@ -12,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -21,6 +26,8 @@ template <typename R> class SingleFlight {
 public:
   /// Runs work() for key unless a call for key is already running, in which case it calls
   /// onJoin(), waits for that call and returns a copy of its result (or rethrows its exception).
+  /// Throws Error when the running call is the caller's own (work() calling run() for its own
+  /// key would wait for itself forever).
   template <typename Work, typename OnJoin>
   R run(const std::string& key, Work&& work, OnJoin&& onJoin) {
     Shard& shard = shardFor(key);
@@ -31,10 +38,16 @@ public:
       auto [it, inserted] = shard.flights.try_emplace(key);
       if (!inserted) {
         flight = it->second;
+        if (flight->leader == std::this_thread::get_id()) {
+          throw Error("cacheaside: getOrLoad for '" + printableKey(key) +
+                      "' was called from inside its own load (a loader or event handler that "
+                      "reads the key it is loading)");
+        }
         ++flight->followers;
       } else {
         it->second = std::make_shared<Flight>();
         flight = it->second;
+        flight->leader = std::this_thread::get_id();
       }
       joined = !inserted;
     }
@@ -59,6 +72,14 @@ public:
       }
       throw;
     }
+  }
+
+  /// Closes the call in flight for key (if any) to later callers: they start a call of their
+  /// own. The callers already waiting for it still get its result.
+  void forget(const std::string& key) {
+    Shard& shard = shardFor(key);
+    std::lock_guard<std::mutex> lock(shard.mutex);
+    shard.flights.erase(key);
   }
 
   /// Keys with work in flight now.
@@ -95,6 +116,7 @@ private:
     std::condition_variable done;
     bool finished = false;
     std::size_t followers = 0; // guarded by the shard's mutex
+    std::thread::id leader;    // set before the flight is published
     std::optional<R> result;
     std::exception_ptr error;
   };
@@ -113,11 +135,15 @@ private:
     return shards_[std::hash<std::string_view>{}(key) % kShards];
   }
 
-  // Removes the key so that later calls start afresh; returns how many callers joined (no one
-  // can join once the key is gone, so a flight nobody joined needs no publishing).
+  // Removes the key (unless forget() already replaced it) so that later calls start afresh;
+  // returns how many callers joined (no one can join once the key is gone, so a flight nobody
+  // joined needs no publishing).
   static std::size_t retire(Shard& shard, const std::string& key, Flight& flight) {
     std::lock_guard<std::mutex> lock(shard.mutex);
-    shard.flights.erase(key);
+    const auto it = shard.flights.find(key);
+    if (it != shard.flights.end() && it->second.get() == &flight) {
+      shard.flights.erase(it);
+    }
     return flight.followers;
   }
 

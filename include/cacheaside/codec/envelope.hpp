@@ -1,0 +1,128 @@
+#pragma once
+/// \file codec/envelope.hpp
+/// The record stored in Redis for each key: a 12-byte header, optional extensions, the payload.
+///
+///   byte 0     magic 0xCA            byte 1   format version (1)
+///   byte 2     EntryKind             byte 3   flags:
+///                                               bits 0-3 compressor id (0: not compressed)
+///                                               bit 4    an extension block follows the header
+///                                               bits 5-7 zero
+///   bytes 4-7  load time in ms, little-endian (how long the value took to load; XFetch uses it)
+///   bytes 8-11 stale window in ms, little-endian: the last part of the key's Redis TTL during
+///              which the value is stale (served while one caller refreshes it)
+///   [extension block, when flagged: a 2-byte little-endian length, then that many bytes of
+///    fields for later features; a reader skips what it does not know]
+///   payload    the serialized value (Value), nothing (Negative), or a token (Lease)
+///
+/// Pure functions, no I/O: anything that is not exactly this shape decodes to std::nullopt.
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cacheaside {
+
+/// What a stored record holds.
+enum class EntryKind : std::uint8_t {
+  Value = 0,    ///< a cached value
+  Negative = 1, ///< a cached "not found"
+  Lease = 2,    ///< no value yet: a caller holds the lease and is loading it
+};
+
+/// A decoded record; the views point into the decoded bytes.
+struct Envelope {
+  /// What the record holds.
+  EntryKind kind = EntryKind::Value;
+  /// How long the value took to load, in milliseconds.
+  std::uint32_t loadMillis = 0;
+  /// The stale window the record was written with, in milliseconds.
+  std::uint32_t staleMillis = 0;
+  /// The compressor that produced the payload (0: none).
+  std::uint8_t compressor = 0;
+  /// The extension block's bytes (empty when there is none).
+  std::string_view extensions;
+  /// The serialized value, or the lease token.
+  std::string_view payload;
+};
+
+namespace envelope {
+
+/// First byte of every record.
+inline constexpr unsigned char kMagic = 0xCA;
+/// The format version this library writes and reads.
+inline constexpr unsigned char kVersion = 1;
+/// Bytes before the extensions and the payload.
+inline constexpr std::size_t kHeaderSize = 12;
+/// Flag bit: an extension block follows the header.
+inline constexpr unsigned char kHasExtensions = 0x10;
+/// Flag bits that name the compressor.
+inline constexpr unsigned char kCompressorMask = 0x0F;
+
+/// Appends a header to out (with compressor id compressor, 0..15); the caller appends the
+/// payload after it.
+inline void appendHeader(std::string& out, EntryKind kind, std::uint32_t loadMillis,
+                         std::uint32_t staleMillis = 0, std::uint8_t compressor = 0) {
+  out.push_back(static_cast<char>(kMagic));
+  out.push_back(static_cast<char>(kVersion));
+  out.push_back(static_cast<char>(kind));
+  out.push_back(static_cast<char>(compressor & kCompressorMask));
+  for (const std::uint32_t field : {loadMillis, staleMillis}) {
+    for (int i = 0; i < 4; ++i) {
+      out.push_back(static_cast<char>((field >> (8 * i)) & 0xFF));
+    }
+  }
+}
+
+/// Decodes a record; std::nullopt for bytes this library did not write (or wrote in another
+/// format version).
+inline std::optional<Envelope> decode(std::string_view bytes) noexcept {
+  if (bytes.size() < kHeaderSize || static_cast<unsigned char>(bytes[0]) != kMagic ||
+      static_cast<unsigned char>(bytes[1]) != kVersion) {
+    return std::nullopt;
+  }
+  const auto kind = static_cast<unsigned char>(bytes[2]);
+  const auto flags = static_cast<unsigned char>(bytes[3]);
+  if (kind > static_cast<unsigned char>(EntryKind::Lease) ||
+      (flags & ~(kCompressorMask | kHasExtensions)) != 0) {
+    return std::nullopt;
+  }
+  Envelope env;
+  env.kind = static_cast<EntryKind>(kind);
+  env.compressor = flags & kCompressorMask;
+  const auto u32At = [&](std::size_t at) {
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      v |= std::uint32_t{static_cast<unsigned char>(bytes[at + i])} << (8 * i);
+    }
+    return v;
+  };
+  env.loadMillis = u32At(4);
+  env.staleMillis = u32At(8);
+  std::string_view rest = bytes.substr(kHeaderSize);
+  if ((flags & kHasExtensions) != 0) {
+    if (rest.size() < 2) {
+      return std::nullopt;
+    }
+    const std::size_t length = static_cast<unsigned char>(rest[0]) |
+                               (std::size_t{static_cast<unsigned char>(rest[1])} << 8);
+    if (rest.size() - 2 < length) {
+      return std::nullopt;
+    }
+    env.extensions = rest.substr(2, length);
+    rest = rest.substr(2 + length);
+  }
+  env.payload = rest;
+  if (env.kind != EntryKind::Value && (env.compressor != 0 || !env.extensions.empty())) {
+    return std::nullopt;
+  }
+  if (env.kind == EntryKind::Negative && !env.payload.empty()) {
+    return std::nullopt;
+  }
+  return env;
+}
+
+} // namespace envelope
+} // namespace cacheaside

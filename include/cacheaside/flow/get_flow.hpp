@@ -1,0 +1,336 @@
+#pragma once
+/// \file flow/get_flow.hpp
+/// The get-or-load decisions for one key, as a step machine with no I/O: look (taking the lease
+/// when the key is empty), wait with growing pauses while another caller loads, take over bytes
+/// that do not decode, read without leases from a Redis that refuses writes, load, and write
+/// back through the lease (or give the lease up). The driver performs each Action and resumes
+/// the flow with its outcome; unit tests do the same with scripted replies.
+///
+/// Every path ends: waits by the wait budget, takeovers after kMaxTakeovers, a server's
+/// "unsupported" answer after one retry with the scripted lookup.
+
+#include <cacheaside/codec/record.hpp>
+#include <cacheaside/detail/sha1.hpp>
+#include <cacheaside/flow/freshness.hpp>
+#include <cacheaside/flow/step.hpp>
+#include <cacheaside/store/store.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cacheaside::flow {
+
+/// Get-or-load for one key. Not thread-safe: one caller drives it.
+class GetFlow {
+public:
+  /// How the flow ended.
+  enum class Result {
+    Hit,            ///< a value decoded (see refresh() and pttl())
+    Negative,       ///< a cached "not found"
+    Loaded,         ///< the loader ran under this caller's lease (written back, or fenced)
+    LoadedUncached, ///< the loader ran without a lease (Redis failed, refused, or the wait ran
+                    ///< out): nothing was written
+    LoaderThrew,    ///< the loader threw (the lease was given up)
+    GaveUp,         ///< the wait budget ran out under WaitTimeoutPolicy::Throw
+  };
+
+  /// Takeovers of undecodable bytes one call attempts before it loads without caching.
+  static constexpr int kMaxTakeovers = 2;
+
+  /// A flow for keys, with its own lease token. The references must outlive the flow.
+  GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink)
+      : store_(store), keys_(keys), settings_(settings), sink_(sink), lease_(codec::leaseRecord()),
+        pause_(settings.pollInitial) {}
+
+  GetFlow(const GetFlow&) = delete;
+  GetFlow& operator=(const GetFlow&) = delete;
+
+  /// The first step: the lookup.
+  Action start() { return sendLookup(); }
+
+  /// Resumes with the replies to the commands of the last Send.
+  Action onReplies(std::vector<Reply> replies, Clock::time_point now) {
+    replies_ = std::move(replies);
+    switch (state_) {
+    case State::Looking:
+      return onLookup(store_.parseLookup(replies_), now, true);
+    case State::ReadOnly:
+      return onLookup(store::Store::parseGet(replies_.front()), now, false);
+    case State::TakingOver:
+      return onLookup(store::Store::parseTakeover(replies_.front()), now, true);
+    case State::Filling:
+      return onFilled(store::Store::parseWrite(replies_.front()));
+    case State::Releasing:
+      if (store::Store::parseWrite(replies_.front()) == store::Write::Failed) {
+        sink_.count(Counter::redisErrors);
+        leftBehind_ = true;
+      }
+      return done(result_);
+    default:
+      return done(result_);
+    }
+  }
+
+  /// Resumes after the last Send failed in transport (refused, reset, timed out): the commands
+  /// may or may not have run.
+  Action onTransportError() {
+    switch (state_) {
+    case State::Looking:
+    case State::TakingOver:
+      // The lease may have been taken before the reply was lost. Writing back through it
+      // would cost a second timeout if Redis is still failing: load without caching, and
+      // have the lease released by token once Redis answers again.
+      leftBehind_ = true;
+      countFirst(Counter::misses);
+      return load(false);
+    case State::ReadOnly:
+      countFirst(Counter::misses);
+      return load(false);
+    case State::Filling:
+    case State::Releasing:
+      leftBehind_ = true;
+      return done(result_);
+    default:
+      return done(result_);
+    }
+  }
+
+  /// Resumes after a Sleep: looks again (which takes the lease if the holder is gone).
+  Action onSlept() { return sendLookup(); }
+
+  /// Resumes after a Decode: ok when the payload decoded into a T (kept by the driver). u is a
+  /// uniform draw in (0, 1] for XFetch.
+  Action onDecoded(bool ok, double u) {
+    if (ok) {
+      countFirst(Counter::hits);
+      refresh_ =
+          refreshReason(pttl_, record_.staleMillis, record_.loadMillis, settings_.xfetchBeta, u);
+      return done(Result::Hit);
+    }
+    countFirst(Counter::misses);
+    return takeOver(bytes_);
+  }
+
+  /// Resumes after a Load. u is a uniform draw in (0, 1] for the TTL's jitter.
+  Action onLoaded(Loaded loaded, double u) {
+    if (loaded.kind == Loaded::Kind::Threw || loaded.kind == Loaded::Kind::NotCacheable) {
+      result_ = loaded.kind == Loaded::Kind::Threw
+                    ? Result::LoaderThrew
+                    : (holdsLease_ ? Result::Loaded : Result::LoadedUncached);
+      return holdsLease_ ? sendRelease() : done(result_);
+    }
+    if (!holdsLease_) {
+      return done(Result::LoadedUncached);
+    }
+    result_ = Result::Loaded;
+    if (loaded.kind == Loaded::Kind::Negative) {
+      record_bytes_ = codec::negativeRecord(loadMillis(loaded.took));
+      ms_ = std::to_string(jittered(settings_.entry.negativeTtl, settings_.ttlJitter, u).count());
+    } else {
+      record_bytes_ = std::move(loaded.record);
+      ms_ = std::to_string(
+          (jittered(settings_.entry.ttl, settings_.ttlJitter, u) + settings_.entry.staleWindow)
+              .count());
+    }
+    return send(State::Filling, {store::Store::fill(keys_.value, lease_, record_bytes_, ms_)});
+  }
+
+  /// Done: how the flow ended.
+  Result result() const noexcept { return result_; }
+  /// Done with Hit: whether the value should be reloaded now.
+  Refresh refresh() const noexcept { return refresh_; }
+  /// Done with Hit: the key's remaining TTL when read (ms; -1 unknown).
+  long long pttl() const noexcept { return pttl_; }
+  /// Done: a lease a Redis failure may have left behind, for the driver to release later.
+  std::optional<LeaseRef> leftBehind() const noexcept {
+    if (!leftBehind_) {
+      return std::nullopt;
+    }
+    return LeaseRef{keys_.value, {}, lease_};
+  }
+
+private:
+  enum class State {
+    Idle,
+    Looking,
+    ReadOnly,
+    TakingOver,
+    Waiting,
+    Decoding,
+    Loading,
+    Filling,
+    Releasing,
+    Done
+  };
+
+  Action sendLookup() {
+    std::vector<Command> commands;
+    store_.lookup(keys_, lease_,
+                  settings_.xfetchBeta > 0 || settings_.entry.staleWindow.count() > 0, commands);
+    return send(State::Looking, std::move(commands));
+  }
+
+  Action onLookup(const store::Lookup& found, Clock::time_point now, bool leasing) {
+    switch (found.kind) {
+    case store::Lookup::Kind::Empty:
+      countFirst(Counter::misses);
+      if (!leasing) {
+        return load(false);
+      }
+      holdsLease_ = true;
+      return load(true);
+    case store::Lookup::Kind::Unsupported:
+      if (!retriedScripted_ && store_.scriptedLookup()) {
+        retriedScripted_ = true;
+        return sendLookup();
+      }
+      sink_.count(Counter::redisErrors);
+      countFirst(Counter::misses);
+      return load(false);
+    case store::Lookup::Kind::WriteRefused:
+      sink_.count(Counter::redisErrors);
+      if (state_ == State::Looking && first_) {
+        // Redis refuses writes but may still read: serve hits with a plain GET rather than
+        // load every request.
+        return send(State::ReadOnly, {store_.get(keys_)});
+      }
+      countFirst(Counter::misses);
+      return load(false);
+    case store::Lookup::Kind::WrongType: // another program's data: left alone
+    case store::Lookup::Kind::Error:
+      sink_.count(Counter::redisErrors);
+      countFirst(Counter::misses);
+      return load(false);
+    case store::Lookup::Kind::Record:
+      break;
+    }
+    const auto env = codec::inspect(found.bytes);
+    if (!env) {
+      sink_.count(Counter::decodeFailures);
+      sink_.event(EventType::DecodeFailure, "not a cacheaside record");
+      countFirst(Counter::misses);
+      return leasing ? takeOver(found.bytes) : load(false);
+    }
+    switch (env->kind) {
+    case EntryKind::Negative:
+      countFirst(Counter::hits);
+      return done(Result::Negative);
+    case EntryKind::Lease:
+      countFirst(Counter::misses);
+      return leasing ? wait(now) : load(false);
+    case EntryKind::Value:
+      break;
+    }
+    record_ = *env;
+    bytes_ = found.bytes;
+    pttl_ = found.pttl;
+    state_ = State::Decoding;
+    Action a = Action::of(Action::Kind::Decode);
+    a.record = &record_;
+    return a;
+  }
+
+  Action wait(Clock::time_point now) {
+    if (!waited_) {
+      waited_ = true;
+      sink_.count(Counter::leaseWaits);
+      deadline_ = now + settings_.entry.waitBudget;
+    }
+    if (now + pause_ > deadline_) {
+      sink_.count(Counter::waitTimeouts);
+      if (settings_.entry.onWaitTimeout == WaitTimeoutPolicy::Throw) {
+        return done(Result::GaveUp);
+      }
+      return load(false);
+    }
+    state_ = State::Waiting;
+    Action a = Action::of(Action::Kind::Sleep);
+    a.pause = pause_;
+    pause_ = std::min(pause_ * 2, settings_.pollMax);
+    return a;
+  }
+
+  // Replaces bytes that do not decode with this caller's lease, so its fill replaces them.
+  Action takeOver(std::string_view bytes) {
+    if (++takeovers_ > kMaxTakeovers) {
+      return load(false);
+    }
+    sha1_ = detail::sha1Hex(bytes);
+    return send(State::TakingOver, {store_.takeover(keys_, sha1_, lease_)});
+  }
+
+  Action load(bool encode) {
+    state_ = State::Loading;
+    Action a = Action::of(Action::Kind::Load);
+    a.encode = encode;
+    if (encode) {
+      a.renew = LeaseRef{keys_.value, {}, lease_};
+    }
+    return a;
+  }
+
+  Action onFilled(store::Write written) {
+    switch (written) {
+    case store::Write::Done:
+      return done(result_);
+    case store::Write::Fenced:
+      sink_.count(Counter::fencedWrites);
+      return done(result_);
+    case store::Write::Failed:
+      break;
+    }
+    sink_.count(Counter::redisErrors); // OOM, BUSY...: give the lease up rather than leave it
+    return sendRelease();
+  }
+
+  Action sendRelease() {
+    return send(State::Releasing, {store::Store::release(keys_.value, lease_)});
+  }
+
+  Action send(State next, std::vector<Command> commands) {
+    state_ = next;
+    commands_ = std::move(commands);
+    Action a = Action::of(Action::Kind::Send);
+    a.commands = &commands_;
+    return a;
+  }
+
+  Action done(Result result) {
+    result_ = result;
+    state_ = State::Done;
+    return Action::of(Action::Kind::Done);
+  }
+
+  // Hits and misses count the first look only.
+  void countFirst(Counter c) {
+    if (first_) {
+      sink_.count(c);
+      first_ = false;
+    }
+  }
+
+  const store::Store& store_;
+  const store::Keys& keys_;
+  const Settings& settings_;
+  Sink& sink_;
+  const std::string lease_;
+  State state_ = State::Idle;
+  std::vector<Command> commands_;
+  std::vector<Reply> replies_;
+  Envelope record_;
+  std::string_view bytes_;
+  long long pttl_ = -1;
+  std::string sha1_, record_bytes_, ms_;
+  std::chrono::milliseconds pause_;
+  Clock::time_point deadline_{};
+  Result result_ = Result::LoadedUncached;
+  Refresh refresh_ = Refresh::None;
+  int takeovers_ = 0;
+  bool first_ = true, waited_ = false, holdsLease_ = false, retriedScripted_ = false,
+       leftBehind_ = false;
+};
+
+} // namespace cacheaside::flow
