@@ -16,7 +16,7 @@ source scripts/lib.sh
 install_packages cmake ninja-build g++ pkg-config libhiredis-dev nlohmann-json3-dev \
   redis-server redis-tools util-linux
 
-data="${BENCH_DATA:-$root/../shared/data/products-20.json}"
+data="${BENCH_DATA:-$root/benchmarks/data/products-20.json}"
 if [ ! -f "$data" ]; then
   echo "bench: payload not found: $data (set BENCH_DATA)" >&2
   exit 1

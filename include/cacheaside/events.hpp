@@ -23,6 +23,14 @@ enum class EventType {
   DecodeFailure, ///< a stored record could not be decoded (it will be replaced)
 };
 
+/// How getOrLoad obtained the value it returned.
+enum class Outcome {
+  Hit,       ///< a fresh value (or a cached "not found") from Redis
+  Stale,     ///< a stale value: another caller refreshes it, or its refresh failed (fail-safe)
+  Loaded,    ///< this call ran the loader
+  Coalesced, ///< this call joined a call for the same key in flight in this instance
+};
+
 /// One event. The views are valid only during the callback.
 struct Event {
   /// What happened.

@@ -1,0 +1,248 @@
+#pragma once
+// Runs the get-or-load flows against Redis for CacheAside<T, S>: performs their actions (send,
+// sleep, decode, load), encodes what loaders return, and hands leases that Redis failures left
+// behind to the renewer.
+
+#include <cacheaside/codec/record.hpp>
+#include <cacheaside/detail/backend.hpp>
+#include <cacheaside/detail/lease_renewer.hpp>
+#include <cacheaside/detail/random.hpp>
+#include <cacheaside/errors.hpp>
+#include <cacheaside/events.hpp>
+#include <cacheaside/flow/get_flow.hpp>
+#include <cacheaside/flow/refresh_flow.hpp>
+#include <cacheaside/store/store.hpp>
+
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+namespace cacheaside::detail {
+
+template <typename T, typename S> class Runner {
+public:
+  // What one look (shared by coalesced callers) found.
+  struct Found {
+    std::optional<T> value;
+    flow::Refresh refresh = flow::Refresh::None;
+    long long pttl = -1; // the value's remaining TTL when read (when it was asked for)
+    Outcome outcome = Outcome::Hit;
+  };
+
+  // The references must outlive the runner.
+  Runner(Backend& backend, const store::Store& store, const Codec<T, S>& codec)
+      : backend_(backend), store_(store), codec_(codec) {}
+
+  template <typename Load>
+  Found fetch(std::string_view key, const store::Keys& keys, const flow::Settings& settings,
+              Load& load, LeaseRenewer& renewer) {
+    const auto started = backend_.now();
+    Found found;
+    if (!backend_.allow()) {
+      backend_.count(Counter::loads);
+      found.value = load();
+      found.outcome = Outcome::Loaded;
+      return found;
+    }
+    Backend::CallSink sink(backend_, key);
+    flow::GetFlow flow(store_, keys, settings, sink);
+    std::exception_ptr thrown;
+    drive(key, flow, flow.start(), load, settings, found.value, thrown, renewer);
+    if (const auto left = flow.leftBehind()) {
+      releaseLater(*left, renewer);
+    }
+    using Result = flow::GetFlow::Result;
+    switch (flow.result()) {
+    case Result::Hit:
+      found.refresh = flow.refresh();
+      found.pttl = flow.pttl();
+      backend_.emitSince(EventType::Hit, key, started);
+      return found;
+    case Result::Negative:
+      found.value.reset();
+      backend_.emitSince(EventType::Hit, key, started);
+      return found;
+    case Result::LoaderThrew:
+      std::rethrow_exception(thrown);
+    case Result::GaveUp:
+      throw LockTimeoutError(
+          "cacheaside: gave up after " + std::to_string(settings.entry.waitBudget.count()) +
+          " ms waiting for another caller to load key '" + printableKey(key) + "'");
+    case Result::Loaded:
+    case Result::LoadedUncached:
+      break;
+    }
+    found.outcome = Outcome::Loaded;
+    backend_.emitSince(EventType::Miss, key, started);
+    return found;
+  }
+
+  // The caller holding no lease for a value it found stale or about to expire: take the refresh
+  // lease, reload, and write back; or, if someone else refreshes, return what was found.
+  template <typename Load>
+  std::optional<T> refresh(std::string_view key, const store::Keys& keys,
+                           const flow::Settings& settings, Load& load, std::optional<T> current,
+                           const Found& found, Outcome& how, LeaseRenewer& renewer) {
+    Backend::CallSink sink(backend_, key);
+    flow::RefreshFlow flow(store_, keys, settings, sink, found.pttl);
+    std::optional<T> fresh;
+    std::exception_ptr thrown;
+    const auto started = backend_.now();
+    drive(key, flow, flow.start(), load, settings, fresh, thrown, renewer);
+    if (const auto left = flow.leftBehind()) {
+      releaseLater(*left, renewer);
+    }
+    switch (flow.result()) {
+    case flow::RefreshFlow::Result::Fresh:
+      backend_.emit(EventType::Refresh, key, backend_.since(started),
+                    found.refresh == flow::Refresh::Stale ? "stale" : "early");
+      how = Outcome::Loaded;
+      return fresh;
+    case flow::RefreshFlow::Result::FailSafe:
+      backend_.emit(EventType::FailSafe, key, Backend::Micros(0), describe(thrown));
+      break;
+    case flow::RefreshFlow::Result::ServeCurrent:
+      break;
+    }
+    return serveCurrent(key, std::move(current), found.refresh, how);
+  }
+
+  // Performs a flow's actions until it is done. The loader's value lands in value; what it
+  // threw in thrown.
+  template <typename Flow, typename Load>
+  void drive(std::string_view key, Flow& flow, flow::Action a, Load& load,
+             const flow::Settings& settings, std::optional<T>& value, std::exception_ptr& thrown,
+             LeaseRenewer& renewer) {
+    using Kind = flow::Action::Kind;
+    while (a.kind != Kind::Done) {
+      switch (a.kind) {
+      case Kind::Send:
+        try {
+          a = flow.onReplies(backend_.exchange(key, *a.commands), backend_.now());
+        } catch (const ConnectionError&) {
+          a = flow.onTransportError();
+        }
+        break;
+      case Kind::Sleep:
+        std::this_thread::sleep_for(a.pause);
+        a = onSlept(flow);
+        break;
+      case Kind::Decode:
+        value = decodeValue(key, *a.record);
+        a = onDecoded(flow, value.has_value());
+        break;
+      case Kind::Load:
+        a = flow.onLoaded(runLoad(a, load, settings, value, thrown, renewer), draw());
+        break;
+      case Kind::Done:
+        break;
+      }
+    }
+  }
+
+  // Only the get flow waits and decodes.
+  static flow::Action onSlept(flow::GetFlow& flow) { return flow.onSlept(); }
+  static flow::Action onSlept(flow::RefreshFlow&) { return flow::Action{}; }
+  static flow::Action onDecoded(flow::GetFlow& flow, bool ok) { return flow.onDecoded(ok, draw()); }
+  static flow::Action onDecoded(flow::RefreshFlow&, bool) { return flow::Action{}; }
+
+  template <typename Load>
+  flow::Loaded runLoad(const flow::Action& a, Load& load, const flow::Settings& settings,
+                       std::optional<T>& value, std::exception_ptr& thrown, LeaseRenewer& renewer) {
+    flow::Loaded out;
+    const auto started = backend_.now();
+    backend_.count(Counter::loads);
+    {
+      std::optional<LeaseRenewer::Registration> renewal;
+      if (!a.renew.key.empty()) {
+        renewal.emplace(renewer,
+                        renewer.add(std::string(a.renew.key), std::string(a.renew.keepAlive),
+                                    std::string(a.renew.token)));
+      }
+      try {
+        value = load();
+      } catch (...) {
+        thrown = std::current_exception();
+        out.kind = flow::Loaded::Kind::Threw;
+        return out;
+      }
+    }
+    out.took = backend_.since(started);
+    if (!value) {
+      out.kind = flow::Loaded::Kind::Negative;
+      return out;
+    }
+    if (!a.encode) {
+      return out;
+    }
+    std::string error;
+    switch (codec_.encode(*value, flow::loadMillis(out.took),
+                          static_cast<std::uint32_t>(settings.entry.staleWindow.count()),
+                          out.record, error)) {
+    case codec::Encoded::Ok:
+      break;
+    case codec::Encoded::Failed:
+      backend_.count(Counter::encodeFailures);
+      out.kind = flow::Loaded::Kind::NotCacheable;
+      break;
+    case codec::Encoded::TooLarge:
+      backend_.count(Counter::oversizedValues);
+      out.kind = flow::Loaded::Kind::NotCacheable;
+      break;
+    }
+    return out;
+  }
+
+  std::optional<T> serveCurrent(std::string_view key, std::optional<T> current, flow::Refresh why,
+                                Outcome& how) {
+    if (why == flow::Refresh::Stale) {
+      backend_.count(Counter::staleServed);
+      backend_.emit(EventType::StaleServed, key);
+      if (how != Outcome::Coalesced) {
+        how = Outcome::Stale;
+      }
+    }
+    return current;
+  }
+
+  void releaseLater(const flow::LeaseRef& lease, LeaseRenewer& renewer) {
+    backend_.count(Counter::orphanedLeases);
+    renewer.releaseLater(std::string(lease.key), std::string(lease.token));
+  }
+
+  static std::string describe(const std::exception_ptr& thrown) {
+    try {
+      std::rethrow_exception(thrown);
+    } catch (const std::exception& e) {
+      return e.what();
+    } catch (...) {
+      return "non-standard exception";
+    }
+  }
+
+  void decodeFailed(std::string_view key, std::string_view why) {
+    backend_.count(Counter::decodeFailures);
+    backend_.emit(EventType::DecodeFailure, key, Backend::Micros(0), why);
+  }
+
+  std::optional<T> decodeValue(std::string_view key, const Envelope& env) {
+    std::string error;
+    std::optional<T> value = codec_.decode(env, error);
+    if (!value) {
+      decodeFailed(key, error);
+    }
+    return value;
+  }
+
+private:
+  static double draw() { return ThreadRandom::local().unitOpenClosed(); }
+
+  Backend& backend_;
+  const store::Store& store_;
+  const Codec<T, S>& codec_;
+};
+
+} // namespace cacheaside::detail
