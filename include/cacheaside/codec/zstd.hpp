@@ -9,13 +9,62 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cacheaside {
 
-/// One Zstandard frame per value, with its content size in the frame header; id 2.
+namespace detail {
+
+// Contexts kept for reuse: creating one per call costs more than compressing a 2 KB value.
+// Holds at most as many as were ever in use at once; frees them with the compressor.
+template <typename Ctx, Ctx* (*Create)(), std::size_t (*Free)(Ctx*)> class ZstdContextPool {
+public:
+  struct Deleter {
+    void operator()(Ctx* c) const noexcept { Free(c); }
+  };
+  using Ptr = std::unique_ptr<Ctx, Deleter>;
+
+  ZstdContextPool() = default;
+  ZstdContextPool(const ZstdContextPool&) {}
+  ZstdContextPool& operator=(const ZstdContextPool&) { return *this; }
+
+  Ptr take() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!free_.empty()) {
+        Ptr c = std::move(free_.back());
+        free_.pop_back();
+        return c;
+      }
+    }
+    Ptr c(Create());
+    if (!c) {
+      throw std::bad_alloc();
+    }
+    return c;
+  }
+
+  void give(Ptr c) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(c));
+  }
+
+private:
+  std::mutex mutex_;
+  std::vector<Ptr> free_;
+};
+
+} // namespace detail
+
+/// One Zstandard frame per value, with its content size in the frame header; id 2. Keeps the
+/// zstd contexts it has created (about 100 KB to a few MB each, by level and value size) for
+/// reuse, at most one per concurrent call, until it is destroyed. Thread-safe.
 class ZstdCompressor final : public Compressor {
 public:
   /// The id ZstdCompressor writes into records.
@@ -46,7 +95,10 @@ public:
     }
     const std::size_t start = out.size();
     out.resize(start + bound);
-    const std::size_t written = ZSTD_compress(&out[start], bound, in.data(), in.size(), level_);
+    auto ctx = compressors_.take();
+    const std::size_t written =
+        ZSTD_compressCCtx(ctx.get(), &out[start], bound, in.data(), in.size(), level_);
+    compressors_.give(std::move(ctx));
     if (ZSTD_isError(written)) {
       out.resize(start);
       throw std::runtime_error(std::string("cacheaside: zstd compression failed: ") +
@@ -69,8 +121,10 @@ public:
     }
     const std::size_t start = out.size();
     out.resize(start + static_cast<std::size_t>(size));
-    const std::size_t got =
-        ZSTD_decompress(&out[start], static_cast<std::size_t>(size), in.data(), in.size());
+    auto ctx = decompressors_.take();
+    const std::size_t got = ZSTD_decompressDCtx(
+        ctx.get(), &out[start], static_cast<std::size_t>(size), in.data(), in.size());
+    decompressors_.give(std::move(ctx));
     if (ZSTD_isError(got) || got != size) {
       out.resize(start);
       return false;
@@ -80,6 +134,8 @@ public:
 
 private:
   int level_;
+  mutable detail::ZstdContextPool<ZSTD_CCtx, &ZSTD_createCCtx, &ZSTD_freeCCtx> compressors_;
+  mutable detail::ZstdContextPool<ZSTD_DCtx, &ZSTD_createDCtx, &ZSTD_freeDCtx> decompressors_;
 };
 
 } // namespace cacheaside
