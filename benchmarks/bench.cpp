@@ -93,9 +93,15 @@ cacheaside::CacheOptions cacheOptions(const std::string& ns) {
   return o;
 }
 
+// The command timeout of the hand-written connections: the pooled client's (50 ms unless
+// --command-timeout says otherwise), so that both give up alike on a loaded machine.
+std::chrono::milliseconds handTimeout(const Config& cfg) {
+  return cfg.commandTimeout.count() > 0 ? cfg.commandTimeout : 50ms;
+}
+
 // The hand-written hit: one GET on the thread's own connection, then json::parse.
-auto handHit(int port, std::string key) {
-  auto conn = std::make_shared<bench::RawConn>(port, 50ms);
+auto handHit(int port, std::chrono::milliseconds timeout, std::string key) {
+  auto conn = std::make_shared<bench::RawConn>(port, timeout);
   return [conn, key = std::move(key)] {
     const char* argv[2] = {"GET", key.data()};
     const std::size_t lens[2] = {3, key.size()};
@@ -110,8 +116,8 @@ auto handHit(int port, std::string key) {
 // The library's hit written by hand: SET <record key> <lease> NX PX 5000 GET and PTTL in one
 // pipeline, then json::parse of the payload after the record header. Tells the cost of the
 // commands apart from the cost of the library.
-auto rawSetGetHit(int port, std::string recordKey) {
-  auto conn = std::make_shared<bench::RawConn>(port, 50ms);
+auto rawSetGetHit(int port, std::chrono::milliseconds timeout, std::string recordKey) {
+  auto conn = std::make_shared<bench::RawConn>(port, timeout);
   return [conn, key = std::move(recordKey)] {
     const char* setArgv[7] = {"SET",  key.data(), "0123456789abcdef0123456789ab", "NX", "PX",
                               "5000", "GET"};
@@ -223,9 +229,9 @@ void profileOne(const Config& cfg, const Products& products, const std::string& 
   msgpackCxx.set(key, products, std::chrono::hours(1));
   std::function<void()> op;
   if (cfg.profile == "hand") {
-    op = handHit(cfg.port, handKey);
+    op = handHit(cfg.port, handTimeout(cfg), handKey);
   } else if (cfg.profile == "raw-set-get") {
-    op = rawSetGetHit(cfg.port, "bench-json:{profile}");
+    op = rawSetGetHit(cfg.port, handTimeout(cfg), "bench-json:{profile}");
   } else if (cfg.profile == "json") {
     op = cacheHit(json, key);
   } else if (cfg.profile == "msgpack") {
@@ -267,6 +273,7 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
   }
   const auto ownKey = [](int t) { return "hit:" + std::to_string(t); };
   const int port = cfg.port;
+  const auto timeout = handTimeout(cfg);
   const auto d = cfg.hitDuration;
   std::vector<Case> cases;
   const auto add = [&](std::string label, int threads, int baseline, auto makeOp) {
@@ -278,14 +285,17 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
   };
   for (int threads : {1, 2}) {
     const int base = static_cast<int>(cases.size());
-    add("hand-written", threads, -1,
-        [port, ownKey](int t) { return handHit(port, "bench-hand:{" + ownKey(t) + "}"); });
+    add("hand-written", threads, -1, [port, timeout, ownKey](int t) {
+      return handHit(port, timeout, "bench-hand:{" + ownKey(t) + "}");
+    });
     add("JSON", threads, base, [&json, ownKey](int t) { return cacheHit(json, ownKey(t)); });
     add("JSON, XFetch off (one command)", threads, base,
         [&jsonOneCommand, ownKey](int t) { return cacheHit(jsonOneCommand, ownKey(t)); });
     if (threads == 1) {
       add("diagnosis: the library's SET NX PX GET by hand", threads, base,
-          [port, ownKey](int t) { return rawSetGetHit(port, "bench-json:{" + ownKey(t) + "}"); });
+          [port, timeout, ownKey](int t) {
+            return rawSetGetHit(port, timeout, "bench-json:{" + ownKey(t) + "}");
+          });
     }
     if (threads == 2) {
       add("JSON, same key (calls coalesce)", threads, base,
@@ -544,6 +554,7 @@ void scaling(const Config& cfg, const Products& products, const std::string& pay
     json.set(key(t), products, std::chrono::hours(1));
   }
   const int port = cfg.port;
+  const auto timeout = handTimeout(cfg);
   const auto d = cfg.scaleDuration;
   std::vector<Case> cases;
   for (int threads : {1, 2, 4, 8}) {
@@ -551,8 +562,8 @@ void scaling(const Config& cfg, const Products& products, const std::string& pay
     cases.push_back(Case{"hand",
                          threads,
                          [=] {
-                           return bench::timedRun(threads, d, false, [port, key](int t) {
-                             return handHit(port, "bench-hand:{" + key(t) + "}");
+                           return bench::timedRun(threads, d, false, [port, timeout, key](int t) {
+                             return handHit(port, timeout, "bench-hand:{" + key(t) + "}");
                            });
                          },
                          -1,

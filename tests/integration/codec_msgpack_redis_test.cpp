@@ -11,7 +11,8 @@
 using cacheaside::CacheAside;
 using cacheaside::HiredisClient;
 
-namespace {
+// A named namespace: an anonymous one would leave the unused from_json to warn about (Clang).
+namespace msgpack_cxx_redis_test {
 
 struct Item {
   int id = 0;
@@ -27,7 +28,11 @@ using FastCache = CacheAside<Items, cacheaside::MsgpackSerializer<Items>>;
 
 const Items kItems{{1, "kettle", 24.5}, {2, std::string("nul \0 byte", 10), 3}};
 
-} // namespace
+} // namespace msgpack_cxx_redis_test
+
+using msgpack_cxx_redis_test::FastCache;
+using msgpack_cxx_redis_test::Items;
+using msgpack_cxx_redis_test::kItems;
 
 TEST_CASE("msgpack-cxx values round-trip through Redis, stored after the envelope header") {
   HiredisClient client(testsupport::clientOptions());
