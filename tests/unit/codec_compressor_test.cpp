@@ -1,4 +1,5 @@
 #include "support/catch.hpp"
+#include "support/sync.hpp"
 
 #include <cacheaside/codec/lz4.hpp>
 #include <cacheaside/codec/zstd.hpp>
@@ -8,6 +9,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -149,4 +151,35 @@ TEST_CASE("compressors: a bomb claiming a huge size is rejected without allocati
     CHECK_FALSE(cacheaside::ZstdCompressor().decompress(unknown, out, kMax));
     CHECK(out.empty());
   }
+}
+
+TEST_CASE("compressors: one instance serves threads at once (zstd shares its contexts)") {
+  const cacheaside::ZstdCompressor zstd;
+  const cacheaside::Lz4Compressor lz4;
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 100;
+  testsupport::Latch start(kThreads);
+  std::vector<int> good(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      // Each thread its own value, so a context mixed up between threads shows as a mismatch.
+      const std::string value = productText(4096 + 512 * static_cast<std::size_t>(t));
+      start.arriveAndWait();
+      for (int i = 0; i < kRounds; ++i) {
+        const cacheaside::Compressor& c =
+            i % 2 == 0 ? static_cast<const cacheaside::Compressor&>(zstd) : lz4;
+        std::string packed;
+        c.compress(value, packed);
+        std::string back;
+        if (c.decompress(packed, back, value.size()) && back == value) {
+          ++good[static_cast<std::size_t>(t)];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  CHECK(good == std::vector<int>(kThreads, kRounds));
 }
