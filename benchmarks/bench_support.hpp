@@ -3,6 +3,7 @@
 // a round-trip counting client, a timed multi-threaded runner, statistics and the table.
 
 #include <cacheaside/client.hpp>
+#include <cacheaside/codec/msgpack.hpp>
 
 #include <hiredis/hiredis.h>
 #include <nlohmann/json.hpp>
@@ -41,6 +42,11 @@ struct Product {
   std::string category;
   double price = 0;
   NLOHMANN_DEFINE_TYPE_INTRUSIVE(Product, id, name, category, price)
+  MSGPACK_DEFINE(id, name, category, price)
+  /// cereal's member function (any archive; cereal itself is included only by the codec section).
+  template <typename Archive> void serialize(Archive& archive) {
+    archive(id, name, category, price);
+  }
 };
 using Products = std::vector<Product>;
 

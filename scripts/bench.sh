@@ -14,6 +14,7 @@ cd "$root"
 source scripts/lib.sh
 
 install_packages cmake ninja-build g++ pkg-config libhiredis-dev nlohmann-json3-dev \
+  libmsgpack-cxx-dev liblz4-dev libzstd-dev libcereal-dev \
   redis-server redis-tools util-linux
 
 data="${BENCH_DATA:-$root/benchmarks/data/products-20.json}"
