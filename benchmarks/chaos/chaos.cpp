@@ -531,11 +531,24 @@ private:
     }
   }
 
+  // The longest time [a, b] overlaps a stall of process pid (any process when pid is 0).
+  std::int64_t stalledDuring(std::int32_t pid, std::int64_t a, std::int64_t b) const {
+    const std::size_t n = std::min(sh_.stallCount.load(), kMaxStalls);
+    std::int64_t most = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Stall& st = sh_.stalls[i];
+      if (pid == 0 || st.pid == pid) {
+        most = std::max(most, std::min(b, st.endNs) - std::max(a, st.startNs));
+      }
+    }
+    return most;
+  }
+
   // Whether any cache reported a Redis error (any key: the breaker is shared) in [a, b].
   bool redisErrorNear(std::int64_t a, std::int64_t b) const {
     const std::size_t n = std::min(sh_.errorCount.load(), kMaxErrors);
     for (std::size_t i = 0; i < n; ++i) {
-      if (sh_.errors[i].ns >= a && sh_.errors[i].ns <= b) {
+      if (sh_.errors[i].invalidate == 0 && sh_.errors[i].ns >= a && sh_.errors[i].ns <= b) {
         return true;
       }
     }
@@ -626,7 +639,7 @@ private:
     // Slow calls: the slowest outside windows, the slowest per fault, and calls over the bound.
     const std::size_t nslow = std::min(sh_.slowCount.load(), kMaxSlow);
     std::int64_t slowestOutside = 0, slowestInvOutside = 0;
-    std::size_t overBound = 0;
+    std::size_t overBound = 0, overBoundUnstalled = 0;
     std::int64_t perFaultSlowest[static_cast<int>(Fault::Count)] = {};
     std::size_t perFaultSlowCalls[static_cast<int>(Fault::Count)] = {};
     std::string slowestWhere = "outside fault windows";
@@ -634,8 +647,12 @@ private:
       const SlowCall& c = sh_.slow[i];
       const std::int64_t d = c.endNs - c.startNs;
       const int w = windowOf(c.startNs, c.endNs);
-      if ((c.invalidate != 0 && d > invalidateBound) || (c.invalidate == 0 && d > readBound)) {
+      const std::int64_t bound = c.invalidate != 0 ? invalidateBound : readBound;
+      if (d > bound) {
         ++overBound;
+        if (d - stalledDuring(c.pid, c.startNs, c.endNs) > bound) {
+          ++overBoundUnstalled;
+        }
       }
       if (w < 0) {
         (c.invalidate != 0 ? slowestInvOutside : slowestOutside) =
@@ -657,7 +674,7 @@ private:
     // Unrenewed leases: consecutive sightings of one key with a falling TTL are one lease; it
     // was taken about lockTtl - pttl before it was first seen.
     std::size_t orphansPerFault[static_cast<int>(Fault::Count)] = {};
-    std::size_t orphansOutside = 0;
+    std::size_t orphansOutside = 0, orphansStalled = 0;
     {
       const std::size_t n = std::min(sh_.orphanCount.load(), kMaxOrphans);
       std::vector<OrphanSeen> seen(sh_.orphans, sh_.orphans + n);
@@ -673,19 +690,23 @@ private:
         }
         const std::int64_t taken = seen[i].ns - (cfg_.lockTtlMs - seen[i].pttl) * kMs;
         const int w = windowOf(taken, seen[i].ns);
-        if (w < 0) {
+        if (w < 0 && stalledDuring(0, taken, seen[i].ns) > 0) {
+          ++orphansStalled;
+        } else if (w < 0) {
           ++orphansOutside;
         } else {
           ++orphansPerFault[static_cast<int>(sh_.windows[w].fault)];
         }
       }
     }
-    std::size_t errorsOutside = 0;
+    std::size_t errors = 0, errorsOutside = 0, invalidateErrorsOutside = 0;
     {
       const std::size_t n = std::min(sh_.errorCount.load(), kMaxErrors);
       for (std::size_t i = 0; i < n; ++i) {
-        if (windowOf(sh_.errors[i].ns, sh_.errors[i].ns) < 0) {
-          ++errorsOutside;
+        const ErrorEvent& e = sh_.errors[i];
+        errors += e.invalidate == 0 ? 1 : 0;
+        if (windowOf(e.ns, e.ns) < 0) {
+          ++(e.invalidate == 0 ? errorsOutside : invalidateErrorsOutside);
         }
       }
     }
@@ -729,9 +750,13 @@ private:
     std::printf("| stale reads: older than a write whose invalidate returned before the read "
                 "began | %s | 0 |\n",
                 u(sh_.staleReads).c_str());
-    std::printf("| writes; invalidate calls that threw (documented when Redis fails) | %s; %s | "
-                "|\n",
-                u(sh_.writes).c_str(), u(sh_.invalidateErrors).c_str());
+    std::printf("| stale reads by cause: coalesced onto a getOrLoad in flight; own hit; own load | "
+                "%s; %s; %s | 0 |\n",
+                u(sh_.staleByCause[0]).c_str(), u(sh_.staleByCause[1]).c_str(),
+                u(sh_.staleByCause[2]).c_str());
+    std::printf("| writes; invalidate calls that threw (documented when Redis fails), outside "
+                "fault windows | %s; %s, %zu outside | 0 outside |\n",
+                u(sh_.writes).c_str(), u(sh_.invalidateErrors).c_str(), invalidateErrorsOutside);
     std::printf("| loads per key per invalidation, outside fault windows | %s | 1 |\n",
                 groupsText(written).c_str());
     std::printf("| loads per key per TTL expiry, outside fault windows | %s | 1 |\n",
@@ -753,11 +778,25 @@ private:
         ms(invalidateBound).c_str(),
         ratio(static_cast<double>(sh_.maxInvalidateNs.load()), static_cast<double>(invalidateBound))
             .c_str());
-    std::printf("| calls over their bound | %zu | 0 |\n", overBound);
-    std::printf("| unrenewed leases outside fault windows (monitor, %llu samples) | %zu | 0 |\n",
-                static_cast<unsigned long long>(sh_.monitorSamples.load()), orphansOutside);
-    std::printf("| Redis errors reported outside fault windows (of %zu) | %zu | 0 |\n",
-                std::min(sh_.errorCount.load(), kMaxErrors), errorsOutside);
+    std::printf("| calls over their bound; still over it less the time their process was stalled "
+                "| %zu; %zu | 0 |\n",
+                overBound, overBoundUnstalled);
+    std::printf("| unrenewed leases outside fault windows (monitor, %llu samples); more while a "
+                "worker was stalled | %zu; %zu | 0 |\n",
+                static_cast<unsigned long long>(sh_.monitorSamples.load()), orphansOutside,
+                orphansStalled);
+    {
+      const std::size_t n = std::min(sh_.stallCount.load(), kMaxStalls);
+      std::int64_t longest = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        longest = std::max(longest, sh_.stalls[i].endNs - sh_.stalls[i].startNs);
+      }
+      std::printf("| scheduler stalls >= 50 ms seen by the workers' canary threads; longest | "
+                  "%zu; %s | (the machine, not the cache) |\n",
+                  n, ms(longest).c_str());
+    }
+    std::printf("| Redis errors reported (onEvent) outside fault windows (of %zu) | %zu | 0 |\n",
+                errors, errorsOutside);
     std::printf("| loader errors (the source failed: not the cache) | %s | 0 |\n",
                 u(sh_.loaderErrors).c_str());
     std::printf("| worker crashes (not killed by the schedule) | %d | 0 |\n", crashes_);

@@ -53,6 +53,7 @@ constexpr std::size_t kMaxSlots = 1024;
 constexpr std::size_t kMaxStaleDetails = 32;
 constexpr std::size_t kMaxErrors = std::size_t{1} << 16;
 constexpr std::size_t kMaxOrphans = 4096;
+constexpr std::size_t kMaxStalls = std::size_t{1} << 16;
 
 /// Per key: what the writers published.
 struct alignas(64) KeyState {
@@ -76,7 +77,8 @@ struct LoadRecord {
 /// A Redis error a cache reported through onEvent (any process), for explaining extra loads.
 struct ErrorEvent {
   std::int64_t ns = 0;
-  std::int32_t key = -1; ///< -1: no key (a lease renewal, an invalidate)
+  std::int32_t key = -1;       ///< -1: no key (a lease renewal, an invalidate)
+  std::int32_t invalidate = 0; ///< 1: an invalidate() that threw (recorded by the writer)
 };
 
 /// A lease seen unrenewed by the monitor: its remaining TTL had fallen below what a live
@@ -93,6 +95,15 @@ struct SlowCall {
   std::int64_t endNs = 0;
   std::int32_t key = -1;
   std::int32_t invalidate = 0; ///< 1: invalidate(), 0: getOrLoad()
+  std::int32_t pid = 0;
+};
+
+/// A time a worker's canary thread, asking to sleep 5 ms, was not run for 50 ms or more: the
+/// machine (not the cache) held every thread of that process up for about that long.
+struct Stall {
+  std::int64_t startNs = 0;
+  std::int64_t endNs = 0;
+  std::int32_t pid = 0;
 };
 
 /// One fault window, [startNs, endNs], written by the orchestrator only.
@@ -133,6 +144,8 @@ struct Shared {
   // Totals, added to by every thread of every worker.
   std::atomic<std::uint64_t> reads{0}, failedReads{0}, wrongValues{0}, loaderErrors{0},
       staleReads{0}, invalidates{0}, invalidateErrors{0}, writes{0};
+  /// Stale reads by cause: coalesced onto a call in flight, own hit, own load.
+  std::atomic<std::uint64_t> staleByCause[3] = {};
   std::atomic<std::int64_t> maxReadNs{0}, maxInvalidateNs{0};
   std::atomic<std::int64_t> lastFailureNs{0};
 
@@ -154,6 +167,9 @@ struct Shared {
   std::atomic<std::size_t> orphanCount{0};
   OrphanSeen orphans[kMaxOrphans];
   std::atomic<std::uint64_t> monitorSamples{0};
+
+  std::atomic<std::size_t> stallCount{0};
+  Stall stalls[kMaxStalls];
 
   std::atomic<std::size_t> slotCount{0};
   Slot slots[kMaxSlots];

@@ -146,7 +146,8 @@ inline void recordCall(Shared& sh, const Config& cfg, std::int64_t start, std::i
   if (end - start >= std::int64_t{cfg.slowMs} * 1000000) {
     const std::size_t i = sh.slowCount.fetch_add(1);
     if (i < kMaxSlow) {
-      sh.slow[i] = SlowCall{start, end, key, invalidate ? 1 : 0};
+      sh.slow[i] =
+          SlowCall{start, end, key, invalidate ? 1 : 0, static_cast<std::int32_t>(::getpid())};
     }
   }
 }
@@ -232,6 +233,7 @@ inline void reader(Shared& sh, const Config& cfg, Caches& caches, int sourcePort
                      name.c_str(), got.c_str());
       } else if (version < bound) {
         sh.staleReads.fetch_add(1);
+        sh.staleByCause[trace.loaded ? 2 : (trace.hit ? 1 : 0)].fetch_add(1);
         const std::size_t i = sh.staleDetailCount.fetch_add(1);
         if (i < kMaxStaleDetails) {
           sh.staleDetails[i] =
@@ -272,6 +274,10 @@ inline void writer(Shared& sh, const Config& cfg, Caches& caches, int sourcePort
       ok = true;
     } catch (const std::exception&) {
       sh.invalidateErrors.fetch_add(1);
+      const std::size_t i = sh.errorCount.fetch_add(1);
+      if (i < kMaxErrors) {
+        sh.errors[i] = ErrorEvent{monoNanos(), k, 1};
+      }
     }
     const std::int64_t end = monoNanos();
     if (ok) {
@@ -281,6 +287,22 @@ inline void writer(Shared& sh, const Config& cfg, Caches& caches, int sourcePort
     sh.invalidates.fetch_add(1);
     recordCall(sh, cfg, start, end, k, true);
     std::this_thread::sleep_for(std::chrono::milliseconds(cfg.writeEveryMs));
+  }
+}
+
+// Sleeps 5 ms at a time and records every time it woke 50 ms late or more (see Stall).
+inline void canary(Shared& sh, std::int64_t hardEnd) {
+  constexpr std::int64_t kStep = 5 * 1000 * 1000;
+  while (running(sh, hardEnd)) {
+    const std::int64_t before = monoNanos();
+    std::this_thread::sleep_for(std::chrono::nanoseconds(kStep));
+    const std::int64_t after = monoNanos();
+    if (after - before - kStep >= 10 * kStep) {
+      const std::size_t i = sh.stallCount.fetch_add(1);
+      if (i < kMaxStalls) {
+        sh.stalls[i] = Stall{before + kStep, after, static_cast<std::int32_t>(::getpid())};
+      }
+    }
   }
 }
 
@@ -343,7 +365,7 @@ inline int runWorker(Shared& sh, const Config& cfg, std::size_t slot, int cacheP
     } else if (e.type == cacheaside::EventType::RedisError) {
       const std::size_t i = sh.errorCount.fetch_add(1);
       if (i < kMaxErrors) {
-        sh.errors[i] = ErrorEvent{monoNanos(), detail::keyIndex(cfg, e.key)};
+        sh.errors[i] = ErrorEvent{monoNanos(), detail::keyIndex(cfg, e.key), 0};
       }
     }
   };
@@ -387,6 +409,7 @@ inline int runWorker(Shared& sh, const Config& cfg, std::size_t slot, int cacheP
   for (int t = cfg.readers; t < threads; ++t) {
     pool.emplace_back([&, t] { detail::writer(sh, cfg, cachesOf(t), sourcePort, t, hardEnd); });
   }
+  pool.emplace_back([&] { detail::canary(sh, hardEnd); });
   while (detail::running(sh, hardEnd)) {
     detail::publishStats(sh.slots[slot], caches);
     if (::getppid() != parent) {
