@@ -13,6 +13,7 @@
 #include "worker.hpp"
 
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -211,6 +212,7 @@ private:
       throw std::runtime_error("fork() failed");
     }
     if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL); // never outlive the orchestrator
       int rc = 2;
       try {
         rc = runWorker(sh_, cfg_, slot, cache_->port(), source_->port(), hardEnd_);
@@ -241,6 +243,7 @@ private:
     if (pid != 0) {
       return pid;
     }
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     const pid_t parent = ::getppid();
     const int total = cfg_.keys + cfg_.expiringKeys;
     std::vector<std::string> names, redisKeys;
@@ -544,6 +547,15 @@ private:
     return most;
   }
 
+  std::size_t redisErrorsIn(std::int64_t a, std::int64_t b) const {
+    const std::size_t n = std::min(sh_.errorCount.load(), kMaxErrors);
+    std::size_t count = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      count += sh_.errors[i].invalidate == 0 && sh_.errors[i].ns >= a && sh_.errors[i].ns <= b;
+    }
+    return count;
+  }
+
   // Whether any cache reported a Redis error (any key: the breaker is shared) in [a, b].
   bool redisErrorNear(std::int64_t a, std::int64_t b) const {
     const std::size_t n = std::min(sh_.errorCount.load(), kMaxErrors);
@@ -640,6 +652,7 @@ private:
     const std::size_t nslow = std::min(sh_.slowCount.load(), kMaxSlow);
     std::int64_t slowestOutside = 0, slowestInvOutside = 0;
     std::size_t overBound = 0, overBoundUnstalled = 0;
+    std::vector<std::string> overBoundText;
     std::int64_t perFaultSlowest[static_cast<int>(Fault::Count)] = {};
     std::size_t perFaultSlowCalls[static_cast<int>(Fault::Count)] = {};
     std::string slowestWhere = "outside fault windows";
@@ -650,8 +663,19 @@ private:
       const std::int64_t bound = c.invalidate != 0 ? invalidateBound : readBound;
       if (d > bound) {
         ++overBound;
-        if (d - stalledDuring(c.pid, c.startNs, c.endNs) > bound) {
+        const std::int64_t stalled = stalledDuring(c.pid, c.startNs, c.endNs);
+        if (d - stalled > bound) {
           ++overBoundUnstalled;
+        }
+        if (overBoundText.size() < 10) {
+          overBoundText.push_back(
+              std::string(c.invalidate != 0 ? "invalidate(" : "getOrLoad(") + keyName(cfg_, c.key) +
+              ") at t=" +
+              std::to_string(static_cast<double>(c.startNs - start_) / 1e9).substr(0, 7) +
+              "s took " + ms(d) + " (bound " + ms(bound) + "), pid " + std::to_string(c.pid) +
+              ", " + (w < 0 ? "outside fault windows" : faultName(sh_.windows[w].fault)) +
+              ", its process stalled " + ms(stalled) + ", Redis errors reported meanwhile: " +
+              std::to_string(redisErrorsIn(c.startNs, c.endNs)));
         }
       }
       if (w < 0) {
@@ -829,6 +853,9 @@ private:
       for (const auto& w : g->worst) {
         std::printf("extra loads outside fault windows: %s\n", w.c_str());
       }
+    }
+    for (const auto& text : overBoundText) {
+      std::printf("over its bound: %s\n", text.c_str());
     }
     const std::size_t nstale = std::min(sh_.staleDetailCount.load(), kMaxStaleDetails);
     static const char* const kCause[] = {"coalesced onto a getOrLoad in flight in its instance",

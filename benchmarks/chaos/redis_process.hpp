@@ -8,6 +8,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -125,6 +126,7 @@ private:
       throw std::runtime_error("fork() failed");
     }
     if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL); // never outlive the run, even when it is killed
       const int devnull = ::open("/dev/null", O_WRONLY);
       if (devnull >= 0) {
         ::dup2(devnull, STDOUT_FILENO);

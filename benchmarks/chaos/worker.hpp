@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -396,10 +397,16 @@ inline int runWorker(Shared& sh, const Config& cfg, std::size_t slot, int cacheP
       }
     }
     std::fflush(stderr);
+    const pid_t self = ::getpid();
     child = ::fork();
     if (child == 0) {
+      // Dies with its parent: a worker SIGKILLed by the schedule must not leave it behind.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       slot = sh.slotCount.fetch_add(1) % kMaxSlots;
-      parent = ::getppid();
+      if (::getppid() != self) {
+        ::_exit(0);
+      }
+      parent = self;
     }
   }
   std::vector<std::thread> pool;
