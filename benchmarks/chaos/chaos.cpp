@@ -41,18 +41,20 @@ namespace {
 
 constexpr std::int64_t kMs = 1000000;
 
+// Prints the usage (to stderr, after why, when why is not empty) and exits: 0 for --help, else 2.
 [[noreturn]] void usage(const std::string& why) {
+  std::FILE* out = why.empty() ? stdout : stderr;
+  if (!why.empty()) {
+    std::fprintf(out, "chaos: %s\n", why.c_str());
+  }
   std::fprintf(
-      stderr,
-      "chaos: %s\n"
-      "usage: chaos [--seconds S] [--processes P] [--readers T] [--writers W]\n"
-      "  [--keys K] [--expiring-keys E] [--load-ms L] [--think-ms M] [--write-every-ms M]\n"
-      "  [--faults kill,pause,sleep,holder,clientkill|none] [--gap-ms G] [--warmup-ms W]\n"
-      "  [--cache-per-thread] [--fork-after-use] [--command-timeout-ms C] [--lock-ttl-ms L]\n"
-      "  [--wait-budget-ms B] [--expiring-ttl-ms T] [--xfetch-beta X] [--pause-ms P]\n"
-      "  [--sleep-ms S] [--down-ms D] [--slack-ms S] [--seed N] [--strict]\n",
-      why.c_str());
-  std::exit(2);
+      out, "usage: chaos [--seconds S] [--processes P] [--readers T] [--writers W]\n"
+           "  [--keys K] [--expiring-keys E] [--load-ms L] [--think-ms M] [--write-every-ms M]\n"
+           "  [--faults kill,pause,sleep,holder,clientkill|none] [--gap-ms G] [--warmup-ms W]\n"
+           "  [--cache-per-thread] [--fork-after-use] [--command-timeout-ms C] [--lock-ttl-ms L]\n"
+           "  [--wait-budget-ms B] [--expiring-ttl-ms T] [--xfetch-beta X] [--pause-ms P]\n"
+           "  [--sleep-ms S] [--down-ms D] [--slack-ms S] [--seed N] [--strict]\n");
+  std::exit(why.empty() ? 0 : 2);
 }
 
 Config parse(int argc, char** argv) {
@@ -77,7 +79,9 @@ Config parse(int argc, char** argv) {
       }
       return static_cast<int>(n);
     };
-    if (arg == "--seconds") {
+    if (arg == "--help") {
+      usage("");
+    } else if (arg == "--seconds") {
       cfg.seconds = num(5, 86400);
     } else if (arg == "--processes") {
       cfg.processes = num(1, 64);
