@@ -674,7 +674,7 @@ private:
         if (overBoundText.size() < 10) {
           overBoundText.push_back(
               std::string(c.invalidate != 0 ? "invalidate(" : "getOrLoad(") + keyName(cfg_, c.key) +
-              ") at t=" +
+              (c.threw != 0 ? ") threw" : ") returned") + " at t=" +
               std::to_string(static_cast<double>(c.startNs - start_) / 1e9).substr(0, 7) +
               "s took " + ms(d) + " (bound " + ms(bound) + "), pid " + std::to_string(c.pid) +
               ", " + (w < 0 ? "outside fault windows" : faultName(sh_.windows[w].fault)) +

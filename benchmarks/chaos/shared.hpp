@@ -96,6 +96,7 @@ struct SlowCall {
   std::int32_t key = -1;
   std::int32_t invalidate = 0; ///< 1: invalidate(), 0: getOrLoad()
   std::int32_t pid = 0;
+  std::int32_t threw = 0; ///< the call threw (invalidate: Redis failed; getOrLoad: a failure)
 };
 
 /// A time a worker's canary thread, asking to sleep 5 ms, was not run for 50 ms or more: the

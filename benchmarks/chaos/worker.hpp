@@ -142,13 +142,14 @@ private:
 };
 
 inline void recordCall(Shared& sh, const Config& cfg, std::int64_t start, std::int64_t end, int key,
-                       bool invalidate) {
+                       bool invalidate, bool threw) {
   raiseMax(invalidate ? sh.maxInvalidateNs : sh.maxReadNs, end - start);
   if (end - start >= std::int64_t{cfg.slowMs} * 1000000) {
     const std::size_t i = sh.slowCount.fetch_add(1);
     if (i < kMaxSlow) {
-      sh.slow[i] =
-          SlowCall{start, end, key, invalidate ? 1 : 0, static_cast<std::int32_t>(::getpid())};
+      sh.slow[i] = SlowCall{
+          start,        end, key, invalidate ? 1 : 0, static_cast<std::int32_t>(::getpid()),
+          threw ? 1 : 0};
     }
   }
 }
@@ -216,7 +217,7 @@ inline void reader(Shared& sh, const Config& cfg, Caches& caches, int sourcePort
     }
     const std::int64_t end = monoNanos();
     sh.reads.fetch_add(1);
-    recordCall(sh, cfg, start, end, k, false);
+    recordCall(sh, cfg, start, end, k, false, !ok);
     if (ok) {
       const std::string prefix = name + "|";
       std::int64_t version = -1;
@@ -286,7 +287,7 @@ inline void writer(Shared& sh, const Config& cfg, Caches& caches, int sourcePort
     }
     ks.invInFlight.fetch_sub(1);
     sh.invalidates.fetch_add(1);
-    recordCall(sh, cfg, start, end, k, true);
+    recordCall(sh, cfg, start, end, k, true, !ok);
     std::this_thread::sleep_for(std::chrono::milliseconds(cfg.writeEveryMs));
   }
 }
