@@ -9,7 +9,8 @@ cd "$root"
 source scripts/lib.sh
 
 install_packages cmake ninja-build g++ clang pkg-config clang-format libhiredis-dev \
-  nlohmann-json3-dev catch2 redis-server redis-tools libcpp-httplib-dev libsqlite3-dev curl
+  nlohmann-json3-dev catch2 redis-server redis-tools libcpp-httplib-dev libsqlite3-dev \
+  libboost-dev curl
 
 trap stop_redis EXIT
 trap 'exit 130' INT TERM
