@@ -151,6 +151,9 @@ measure() { # measure NAME PORT
   R[$name.warm]=$(printf '%s\n' "${samples[@]}" | median)
 
   for conns in 32 1000; do
+    if [ "$name" = cpp ]; then
+      curl -fs "http://127.0.0.1:$port/metrics" >"$work/metrics-before"
+    fi
     out=$(taskset -c "$client_cpus" wrk -t2 -c"$conns" -d"$duration" --latency \
       "http://127.0.0.1:$port$path")
     echo "$out" >"$work/wrk-$name-$conns.txt"
@@ -161,6 +164,13 @@ measure() { # measure NAME PORT
       /Socket errors:/ { gsub(",", ""); s = $4 + $6 + $8 + $10 }
       /Non-2xx/ { n = $5 }
       END { printf "%d/%d", s, n }')
+    if [ "$name" = cpp ]; then # responses the cache did not answer during the run
+      R[cpp.miss$conns]=$(curl -fs "http://127.0.0.1:$port/metrics" | awk '
+        NR == FNR { if ($1 ~ /x_cache="MISS"|redis_errors/) before[$1] = $2; next }
+        $1 ~ /x_cache="MISS"/ { m = $2 - before[$1] }
+        $1 ~ /redis_errors/ { e = $2 - before[$1] }
+        END { printf "%d misses, %d Redis errors", m, e }' "$work/metrics-before" -)
+    fi
   done
 
   redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
@@ -216,3 +226,5 @@ row "100 cold at once: database queries" "${R[cpp.burstq]}" "${R[node.burstq]}" 
 row "100 cold at once: last response (ms), ok" "${R[cpp.burstmax]}, ${R[cpp.burstok]}/100" \
   "${R[node.burstmax]}, ${R[node.burstok]}/100" ""
 row "POST, then GET on another connection: new" "${R[cpp.post]}" "${R[node.post]}" ""
+echo
+echo "products_api during wrk -c32: ${R[cpp.miss32]}; during wrk -c1000: ${R[cpp.miss1000]}"

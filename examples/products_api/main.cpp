@@ -502,6 +502,11 @@ int main(int argc, char** argv) {
     redisOptions.host = config.redisHost;
     redisOptions.port = config.redisPort;
     redisOptions.poolSize = 16;
+    // A Redis call that fails sends the request to the database (200 ms) and five in a row open
+    // the breaker: 50 ms (the default) is too short for a loaded 2-core machine, where a hit
+    // that is merely waiting for a CPU would count as a Redis failure.
+    redisOptions.commandTimeout = std::chrono::milliseconds(250);
+    redisOptions.poolWaitTimeout = std::chrono::milliseconds(250);
     cacheaside::HiredisClient redis(redisOptions);
 
     Service service(config, db, redis);
