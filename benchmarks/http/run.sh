@@ -9,7 +9,8 @@
 #
 # Rows, per server, measured one server at a time:
 #   cold / warm GET    one curl: median of 5 after FLUSHALL / median of 20 once cached
-#   wrk -c32 / -c1000  wrk -t2 -d$DURATION --latency on the warm list: req/s, p50, p99, errors
+#   wrk -c32 / -c1000  wrk -t2 -d$DURATION --latency on the warm list: req/s, p50, p99 (medians
+#                      of REPS runs, default 3, the two servers interleaved), errors (summed)
 #   100 cold at once   burst: 100 new connections released by a barrier; database queries run
 #                      and the last response's time after the release
 #   POST then GET      a POST, then at once a GET on another connection sees the new product
@@ -28,6 +29,7 @@ fi
 server_cpus=${SERVER_CPUS:-0}
 client_cpus=${CLIENT_CPUS:-1}
 duration=${DURATION:-10s}
+reps=${REPS:-3}
 path="/api/products?category=books"
 
 echo "== build (Release, build/bench-http)"
@@ -135,8 +137,35 @@ to_ms() {
 }
 
 declare -A R
-measure() { # measure NAME PORT
-  local name=$1 port=$2 i out conns
+
+# wrk_run NAME PORT CONNS: one wrk run; appends req/s, p50 and p99 to R[NAME.rpsCONNS] etc. and
+# adds its socket errors and non-2xx responses to R[NAME.errCONNS].
+wrk_run() {
+  local name=$1 port=$2 conns=$3 out
+  if [ "$name" = cpp ]; then
+    curl -fs "http://127.0.0.1:$port/metrics" >"$work/metrics-before"
+  fi
+  out=$(taskset -c "$client_cpus" wrk -t2 -c"$conns" -d"$duration" --latency \
+    "http://127.0.0.1:$port$path")
+  R[$name.rps$conns]+=" $(echo "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')"
+  R[$name.p50_$conns]+=" $(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")"
+  R[$name.p99_$conns]+=" $(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")"
+  R[$name.sock$conns]=$(($(echo "$out" | awk '
+    /Socket errors:/ { gsub(",", ""); s = $4 + $6 + $8 + $10 } END { print s + 0 }') +
+    ${R[$name.sock$conns]:-0}))
+  R[$name.non2xx$conns]=$(($(echo "$out" | awk '/Non-2xx/ { n = $5 } END { print n + 0 }') +
+    ${R[$name.non2xx$conns]:-0}))
+  if [ "$name" = cpp ]; then # responses the cache did not answer during the run
+    R[cpp.miss$conns]=$(($(curl -fs "http://127.0.0.1:$port/metrics" | awk '
+      NR == FNR { if ($1 ~ /x_cache="MISS"|redis_errors/) before[$1] = $2; next }
+      $1 ~ /x_cache="MISS"|redis_errors/ { d += $2 - before[$1] }
+      END { print d + 0 }' "$work/metrics-before" -) + ${R[cpp.miss$conns]:-0}))
+  fi
+}
+
+# latencies NAME PORT: cold and warm single requests, 100 cold at once.
+latencies() {
+  local name=$1 port=$2 i out
   local samples=()
   for i in 1 2 3 4 5; do
     redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
@@ -150,44 +179,22 @@ measure() { # measure NAME PORT
   done
   R[$name.warm]=$(printf '%s\n' "${samples[@]}" | median)
 
-  for conns in 32 1000; do
-    if [ "$name" = cpp ]; then
-      curl -fs "http://127.0.0.1:$port/metrics" >"$work/metrics-before"
-    fi
-    out=$(taskset -c "$client_cpus" wrk -t2 -c"$conns" -d"$duration" --latency \
-      "http://127.0.0.1:$port$path")
-    echo "$out" >"$work/wrk-$name-$conns.txt"
-    R[$name.rps$conns]=$(echo "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')
-    R[$name.p50_$conns]=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
-    R[$name.p99_$conns]=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
-    R[$name.err$conns]=$(echo "$out" | awk '
-      /Socket errors:/ { gsub(",", ""); s = $4 + $6 + $8 + $10 }
-      /Non-2xx/ { n = $5 }
-      END { printf "%d/%d", s, n }')
-    if [ "$name" = cpp ]; then # responses the cache did not answer during the run
-      R[cpp.miss$conns]=$(curl -fs "http://127.0.0.1:$port/metrics" | awk '
-        NR == FNR { if ($1 ~ /x_cache="MISS"|redis_errors/) before[$1] = $2; next }
-        $1 ~ /x_cache="MISS"/ { m = $2 - before[$1] }
-        $1 ~ /redis_errors/ { e = $2 - before[$1] }
-        END { printf "%d misses, %d Redis errors", m, e }' "$work/metrics-before" -)
-    fi
-  done
-
   redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
   local before after
   before=$(queries "$port")
   out=$(taskset -c "$client_cpus" "$burst_bin" "$port" "$path" 100) || true
   after=$(queries "$port")
-  echo "$out" >"$work/burst-$name.txt"
   R[$name.burstq]=$((after - before))
   R[$name.burstmax]=$(echo "$out" | sed -n 's/.*max_ms=\([0-9.]*\).*/\1/p')
   R[$name.burstok]=$(echo "$out" | sed -n 's/.*ok=\([0-9]*\).*/\1/p')
+}
 
-  local name_json id
-  name_json="Bench atlas $RANDOM"
+# post_then_get NAME PORT: a POST, then at once a GET on another connection (a new curl).
+post_then_get() {
+  local name=$1 port=$2 id
   curl -fs "http://127.0.0.1:$port$path" >/dev/null
   id=$(curl -fs -X POST -H 'Content-Type: application/json' \
-    --data "{\"name\":\"$name_json\",\"category\":\"books\",\"price\":12.5}" \
+    --data '{"name":"Bench atlas","category":"books","price":12.5}' \
     "http://127.0.0.1:$port/api/products" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
   if curl -fs "http://127.0.0.1:$port$path" | grep -q "\"id\":$id,"; then
     R[$name.post]=yes
@@ -197,17 +204,30 @@ measure() { # measure NAME PORT
 }
 
 echo "== measuring products_api (pid $CPP_PID) and Express (pid $NODE_PID); servers and" \
-  "redis-server on CPU $server_cpus, clients on CPU $client_cpus, wrk -d$duration"
-measure cpp "$CPP_PORT"
-measure node "$NODE_PORT"
+  "redis-server on CPU $server_cpus, clients on CPU $client_cpus; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+latencies cpp "$CPP_PORT"
+latencies node "$NODE_PORT"
+# The servers interleaved, $REPS times, so that other load on the machine hits both alike.
+for rep in $(seq 1 "$reps"); do
+  for conns in 32 1000; do
+    wrk_run cpp "$CPP_PORT" "$conns"
+    wrk_run node "$NODE_PORT" "$conns"
+  done
+done
+post_then_get cpp "$CPP_PORT"
+post_then_get node "$NODE_PORT"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
-row() { printf '| %-44s | %17s | %17s | %9s |\n' "$1" "$2" "$3" "$4"; }
+row() { printf '| %-46s | %17s | %17s | %9s |\n' "$1" "$2" "$3" "$4"; }
+
+med() { echo "$1" | tr ' ' '\n' | grep . | median; }
 
 echo
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
-  "$(uname -r); node $(node --version), redis $(redis-server --version | awk '{print $3}')"
-echo "GET $path ($body_bytes bytes, same bytes from both), 200 ms per database query"
+  "$(uname -r); node $(node --version), redis $(redis-server --version | awk '{print $3}');" \
+  "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "GET $path ($body_bytes bytes, same bytes from both), 200 ms per database query;" \
+  "wrk rows: median of $reps interleaved runs of -d$duration"
 echo
 row "" "products_api" "Express+ioredis" "ratio"
 row "---" "---" "---" "---"
@@ -215,16 +235,21 @@ row "cold GET, one request (ms, median of 5)" "${R[cpp.cold]}" "${R[node.cold]}"
 row "warm GET, one request (ms, median of 20)" "${R[cpp.warm]}" "${R[node.warm]}" \
   "$(ratio "${R[node.warm]}" "${R[cpp.warm]}")"
 for conns in 32 1000; do
-  row "warm, wrk -t2 -c$conns: req/s" "${R[cpp.rps$conns]}" "${R[node.rps$conns]}" \
-    "$(ratio "${R[cpp.rps$conns]}" "${R[node.rps$conns]}")"
-  row "warm, wrk -t2 -c$conns: p50 / p99 (ms)" "${R[cpp.p50_$conns]} / ${R[cpp.p99_$conns]}" \
-    "${R[node.p50_$conns]} / ${R[node.p99_$conns]}" ""
-  row "warm, wrk -t2 -c$conns: socket errors / non-2xx" "${R[cpp.err$conns]}" \
-    "${R[node.err$conns]}" ""
+  cpp_rps=$(med "${R[cpp.rps$conns]}")
+  node_rps=$(med "${R[node.rps$conns]}")
+  row "warm, wrk -t2 -c$conns: req/s" "$cpp_rps" "$node_rps" "$(ratio "$cpp_rps" "$node_rps")"
+  row "warm, wrk -t2 -c$conns: p50 / p99 (ms)" \
+    "$(med "${R[cpp.p50_$conns]}") / $(med "${R[cpp.p99_$conns]}")" \
+    "$(med "${R[node.p50_$conns]}") / $(med "${R[node.p99_$conns]}")" ""
+  row "warm, wrk -t2 -c$conns: socket errors, non-2xx" \
+    "${R[cpp.sock$conns]}, ${R[cpp.non2xx$conns]}" "${R[node.sock$conns]}, ${R[node.non2xx$conns]}" ""
 done
 row "100 cold at once: database queries" "${R[cpp.burstq]}" "${R[node.burstq]}" ""
 row "100 cold at once: last response (ms), ok" "${R[cpp.burstmax]}, ${R[cpp.burstok]}/100" \
   "${R[node.burstmax]}, ${R[node.burstok]}/100" ""
 row "POST, then GET on another connection: new" "${R[cpp.post]}" "${R[node.post]}" ""
 echo
-echo "products_api during wrk -c32: ${R[cpp.miss32]}; during wrk -c1000: ${R[cpp.miss1000]}"
+echo "each run, req/s at -c32: products_api${R[cpp.rps32]}; Express${R[node.rps32]}"
+echo "each run, p99 ms at -c32: products_api${R[cpp.p99_32]}; Express${R[node.p99_32]}"
+echo "products_api responses not from the cache (MISS or Redis error) during the wrk runs:" \
+  "${R[cpp.miss32]} at -c32, ${R[cpp.miss1000]} at -c1000"
