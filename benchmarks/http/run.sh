@@ -150,6 +150,9 @@ wrk_run() {
   R[$name.rps$conns]+=" $(echo "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')"
   R[$name.p50_$conns]+=" $(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")"
   R[$name.p99_$conns]+=" $(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")"
+  if echo "$out" | grep -q 'Socket errors'; then
+    R[errors]+="$name -c$conns:$(echo "$out" | sed -n 's/.*Socket errors:\(.*\)/\1/p');"
+  fi
   R[$name.sock$conns]=$(($(echo "$out" | awk '
     /Socket errors:/ { gsub(",", ""); s = $4 + $6 + $8 + $10 } END { print s + 0 }') +
     ${R[$name.sock$conns]:-0}))
@@ -251,5 +254,8 @@ row "POST, then GET on another connection: new" "${R[cpp.post]}" "${R[node.post]
 echo
 echo "each run, req/s at -c32: products_api${R[cpp.rps32]}; Express${R[node.rps32]}"
 echo "each run, p99 ms at -c32: products_api${R[cpp.p99_32]}; Express${R[node.p99_32]}"
+if [ -n "${R[errors]:-}" ]; then
+  echo "wrk socket errors: ${R[errors]}"
+fi
 echo "products_api responses not from the cache (MISS or Redis error) during the wrk runs:" \
   "${R[cpp.miss32]} at -c32, ${R[cpp.miss1000]} at -c1000"
