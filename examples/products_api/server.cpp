@@ -259,27 +259,52 @@ struct Server::Impl {
     });
   }
 
+  // Called with mutex held. The first options.threads threads always serve; the others serve
+  // while their index is below `wanted`, and otherwise wait parked (many threads sharing the
+  // io_context make every request slower, so the extra ones must not stay in it).
   void startThread() {
     const std::size_t index = threads.size();
     threads.emplace_back([this, index] {
       BusyTable::slot() = index;
-      io.run();
+      if (index < options.threads) {
+        io.run();
+        return;
+      }
+      while (!stopping.load()) {
+        if (index < wanted.load()) {
+          io.run_one_for(std::chrono::milliseconds(50));
+          continue;
+        }
+        std::unique_lock<std::mutex> lock(mutex);
+        woken.wait(lock, [&] { return stopping.load() || index < wanted.load(); });
+      }
     });
   }
 
-  // Every 10 ms: when every thread has been in its handler for longer than stuckAfter (waiting
-  // for the database, or for another request's load), starts as many threads again, up to
-  // maxThreads, so that requests the cache could answer at once are not queued behind them.
+  // Every 10 ms: when every serving thread has been in its handler for longer than stuckAfter
+  // (waiting for the database, or for another request's load), doubles the serving threads, up
+  // to maxThreads, so that requests the cache could answer at once are not queued behind them.
+  // After a second in which they never were all stuck, parks the extra ones again.
   void monitor() {
     std::unique_lock<std::mutex> lock(mutex);
-    while (!stopping) {
-      stopped.wait_for(lock, std::chrono::milliseconds(10));
-      const std::size_t running = threads.size();
-      if (!stopping && running < options.maxThreads &&
-          busy.olderThan(running, options.stuckAfter) == running) {
-        for (std::size_t i = 0; i < running && threads.size() < options.maxThreads; ++i) {
+    int calmTicks = 0;
+    while (!stopping.load()) {
+      woken.wait_for(lock, std::chrono::milliseconds(10));
+      const std::size_t serving = wanted.load();
+      const std::size_t stuck = busy.olderThan(serving, options.stuckAfter);
+      if (stuck == serving) {
+        calmTicks = 0;
+        const std::size_t more = std::min(options.maxThreads, serving * 2);
+        while (threads.size() < more) {
           startThread();
         }
+        if (more > serving) {
+          wanted.store(more);
+          woken.notify_all();
+        }
+      } else if (serving > options.threads && ++calmTicks >= 100) {
+        wanted.store(options.threads);
+        calmTicks = 0;
       }
     }
   }
@@ -289,10 +314,11 @@ struct Server::Impl {
   BusyTable busy;
   net::io_context io;
   tcp::acceptor acceptor;
-  std::mutex mutex; // guards threads and stopping
-  std::condition_variable stopped;
+  std::mutex mutex; // guards threads; parked threads and the monitor wait on woken
+  std::condition_variable woken;
   std::vector<std::thread> threads;
-  bool stopping = false;
+  std::atomic<std::size_t> wanted{0}; // threads with a lower index serve
+  std::atomic<bool> stopping{false};
 };
 
 Server::Server(const ServerOptions& options, Handler handler)
@@ -304,6 +330,7 @@ void Server::run() {
   impl_->accept();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->wanted.store(impl_->options.threads);
     for (std::size_t i = 0; i < impl_->options.threads; ++i) {
       impl_->startThread();
     }
@@ -318,9 +345,9 @@ void Server::run() {
 void Server::stop() {
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
-    impl_->stopping = true;
+    impl_->stopping.store(true);
   }
-  impl_->stopped.notify_all();
+  impl_->woken.notify_all();
 }
 
 } // namespace products

@@ -3,7 +3,8 @@
 // connections served by a few threads sharing one io_context, each request handed to one
 // function on the thread that read it. Handlers may block (Redis, SQLite): while one thread is
 // blocked the others serve every other connection, and when all of them have been blocked for a
-// while (stuckAfter) the server starts more, up to maxThreads.
+// while (stuckAfter) the server doubles them, up to maxThreads, and parks the extra ones again
+// once a second passes without all of them stuck.
 
 #include <cacheaside/http.hpp>
 
@@ -53,8 +54,9 @@ struct ServerOptions {
   /// Threads running the handlers and the network I/O at start. Few is fast: a cache hit
   /// blocks its thread for one Redis round trip, and more threads mean more context switches.
   std::size_t threads = 8;
-  /// The most threads: more are started while every thread has been in a handler for longer
-  /// than stuckAfter (a database query, a wait for another request's load).
+  /// The most threads: their number doubles while every thread has been in a handler for
+  /// longer than stuckAfter (a database query, a wait for another request's load), and falls
+  /// back to `threads` after a second in which that was never so.
   std::size_t maxThreads = 256;
   /// How long a handler may run before its thread counts as stuck.
   std::chrono::milliseconds stuckAfter{20};
