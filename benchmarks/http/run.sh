@@ -210,7 +210,10 @@ echo "== measuring products_api (pid $CPP_PID) and Express (pid $NODE_PID); serv
   "redis-server on CPU $server_cpus, clients on CPU $client_cpus; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 latencies cpp "$CPP_PORT"
 latencies node "$NODE_PORT"
-# The servers interleaved, $REPS times, so that other load on the machine hits both alike.
+# The servers interleaved, $REPS times, so that other load on the machine hits both alike. The
+# FLUSHALLs above emptied both caches: warm them first.
+curl -fs -o /dev/null "http://127.0.0.1:$CPP_PORT$path"
+curl -fs -o /dev/null "http://127.0.0.1:$NODE_PORT$path"
 for rep in $(seq 1 "$reps"); do
   for conns in 32 1000; do
     wrk_run cpp "$CPP_PORT" "$conns"
