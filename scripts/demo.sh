@@ -11,7 +11,7 @@ cd "$root"
 source scripts/lib.sh
 
 install_packages cmake ninja-build g++ pkg-config libhiredis-dev nlohmann-json3-dev catch2 \
-  redis-server redis-tools libcpp-httplib-dev libsqlite3-dev curl
+  redis-server redis-tools libcpp-httplib-dev libsqlite3-dev libboost-dev curl
 
 echo "== building products_api (Release, build/demo)"
 cmake -S . -B build/demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DCACHEASIDE_BUILD_TESTS=OFF \

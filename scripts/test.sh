@@ -10,7 +10,7 @@ source scripts/lib.sh
 
 install_packages cmake ninja-build g++ clang pkg-config clang-format libhiredis-dev \
   nlohmann-json3-dev catch2 redis-server redis-tools libcpp-httplib-dev libsqlite3-dev curl \
-  libmsgpack-cxx-dev liblz4-dev libzstd-dev
+  libmsgpack-cxx-dev liblz4-dev libzstd-dev libboost-dev
 
 trap stop_redis EXIT
 trap 'exit 130' INT TERM

@@ -1,12 +1,14 @@
 // products_api: an HTTP JSON API over a slow SQLite database whose GET responses are cached in
 // Redis (cacheaside::http::serve) and whose writes invalidate exactly the responses they change.
+// The HTTP server is Boost.Beast (server.hpp).
 //
 //   products_api [--port N] [--redis HOST:PORT] [--db PATH] [--delay-ms N] [--ttl-s N]
-//                [--namespace NS] [--seed N]
+//                [--namespace NS] [--seed N] [--threads N] [--max-threads N]
 //
 // Each flag may also come from the environment: PRODUCTS_API_PORT, PRODUCTS_API_REDIS,
 // PRODUCTS_API_DB, PRODUCTS_API_DELAY_MS, PRODUCTS_API_TTL_S, PRODUCTS_API_NAMESPACE,
-// PRODUCTS_API_SEED. Listens on 127.0.0.1 only. Routes:
+// PRODUCTS_API_SEED, PRODUCTS_API_THREADS, PRODUCTS_API_MAX_THREADS. Listens on 127.0.0.1 only.
+// Routes:
 //   GET    /api/products[?category=C]   the list, by id (every product without a category)
 //   GET    /api/products/{id}           one product; 404 (cached negatively) when missing
 //   POST   /api/products                {"name", "category", "price"} -> 201
@@ -15,12 +17,11 @@
 //   GET    /metrics                     Prometheus text: cache statistics and service counters
 //   GET    /healthz                     200 once the service is up
 #include "db.hpp"
+#include "server.hpp"
 
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/hiredis_client.hpp>
 #include <cacheaside/http.hpp>
-
-#include <httplib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,14 +31,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <exception>
 #include <optional>
 #include <pthread.h>
 #include <signal.h>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -45,6 +45,8 @@ namespace {
 namespace http = cacheaside::http;
 using products::Database;
 using products::DbError;
+using products::Incoming;
+using products::Outgoing;
 using products::Product;
 using products::ProductInput;
 
@@ -60,13 +62,16 @@ struct Config {
   long ttlSeconds = 600;
   std::string keyNamespace = "products_api";
   int seed = 1000;
+  long threads = 8;
+  long maxThreads = 256;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
-  std::fprintf(stderr,
-               "products_api: %s\nusage: products_api [--port N] [--redis HOST:PORT] [--db PATH] "
-               "[--delay-ms N] [--ttl-s N] [--namespace NS] [--seed N]\n",
-               problem.c_str());
+  std::fprintf(
+      stderr,
+      "products_api: %s\nusage: products_api [--port N] [--redis HOST:PORT] [--db PATH] "
+      "[--delay-ms N] [--ttl-s N] [--namespace NS] [--seed N] [--threads N] [--max-threads N]\n",
+      problem.c_str());
   std::exit(2);
 }
 
@@ -103,6 +108,10 @@ void apply(Config& config, const std::string& name, const std::string& value) {
     config.keyNamespace = value;
   } else if (name == "seed") {
     config.seed = static_cast<int>(number(name, value, 0, 1000000));
+  } else if (name == "threads") {
+    config.threads = number(name, value, 1, 4096);
+  } else if (name == "max-threads") {
+    config.maxThreads = number(name, value, 1, 4096);
   } else {
     usage("unknown option --" + name);
   }
@@ -111,10 +120,15 @@ void apply(Config& config, const std::string& name, const std::string& value) {
 Config parseConfig(int argc, char** argv) {
   Config config;
   const std::pair<const char*, const char*> env[] = {
-      {"PRODUCTS_API_PORT", "port"},   {"PRODUCTS_API_REDIS", "redis"},
-      {"PRODUCTS_API_DB", "db"},       {"PRODUCTS_API_DELAY_MS", "delay-ms"},
-      {"PRODUCTS_API_TTL_S", "ttl-s"}, {"PRODUCTS_API_NAMESPACE", "namespace"},
+      {"PRODUCTS_API_PORT", "port"},
+      {"PRODUCTS_API_REDIS", "redis"},
+      {"PRODUCTS_API_DB", "db"},
+      {"PRODUCTS_API_DELAY_MS", "delay-ms"},
+      {"PRODUCTS_API_TTL_S", "ttl-s"},
+      {"PRODUCTS_API_NAMESPACE", "namespace"},
       {"PRODUCTS_API_SEED", "seed"},
+      {"PRODUCTS_API_THREADS", "threads"},
+      {"PRODUCTS_API_MAX_THREADS", "max-threads"},
   };
   for (const auto& [variable, name] : env) {
     if (const char* value = std::getenv(variable); value != nullptr && *value != '\0') {
@@ -138,9 +152,11 @@ std::string errorBody(const std::string& message) {
   return nlohmann::json{{"error", message}}.dump();
 }
 
-void sendError(httplib::Response& res, int status, const std::string& message) {
-  res.status = status;
-  res.set_content(errorBody(message), "application/json");
+Outgoing errorReply(int status, const std::string& message) {
+  Outgoing out;
+  out.status = status;
+  out.body = errorBody(message);
+  return out;
 }
 
 http::CachedResponse jsonResponse(int status, const nlohmann::json& body) {
@@ -199,14 +215,12 @@ ProductInput parseInput(const std::string& body) {
 }
 
 // The request as the cache sees it: a canonical path and query, the caller's headers.
-http::Request cacheRequest(const httplib::Request& req, std::string path, http::Params query) {
+http::Request cacheRequest(const Incoming& req, std::string path, http::Params query) {
   http::Request r;
   r.method = req.method;
   r.path = std::move(path);
   r.query = std::move(query);
-  for (const auto& header : req.headers) {
-    r.headers.emplace_back(header.first, header.second);
-  }
+  r.headers = req.headers;
   return r;
 }
 
@@ -236,23 +250,45 @@ public:
     };
   }
 
-  void routes(httplib::Server& server) {
-    server.Get(kListPath,
-               [this](const httplib::Request& req, httplib::Response& res) { list(req, res); });
-    server.Get(R"(/api/products/([^/]+))",
-               [this](const httplib::Request& req, httplib::Response& res) { item(req, res); });
-    server.Post(kListPath,
-                [this](const httplib::Request& req, httplib::Response& res) { create(req, res); });
-    server.Put(R"(/api/products/([^/]+))",
-               [this](const httplib::Request& req, httplib::Response& res) { update(req, res); });
-    server.Delete(R"(/api/products/([^/]+))", [this](const httplib::Request& req,
-                                                     httplib::Response& res) { remove(req, res); });
-    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics(), http::kPrometheusContentType);
-    });
-    server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
+  // Routes a request; unknown paths are 404, known paths with another method 405.
+  Outgoing handle(const Incoming& req) {
+    const std::string prefix = std::string(kListPath) + "/";
+    if (req.path == kListPath) {
+      if (req.method == "GET" || req.method == "HEAD") {
+        return list(req);
+      }
+      if (req.method == "POST") {
+        return create(req);
+      }
+      return notAllowed("GET, HEAD, POST");
+    }
+    if (req.path.compare(0, prefix.size(), prefix) == 0 &&
+        req.path.find('/', prefix.size()) == std::string::npos && req.path.size() > prefix.size()) {
+      const std::string id = req.path.substr(prefix.size());
+      if (req.method == "GET" || req.method == "HEAD") {
+        return item(req, id);
+      }
+      if (req.method == "PUT") {
+        return update(req, id);
+      }
+      if (req.method == "DELETE") {
+        return remove(id);
+      }
+      return notAllowed("GET, HEAD, PUT, DELETE");
+    }
+    if (req.path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
+      Outgoing out;
+      out.contentType = http::kPrometheusContentType;
+      out.body = metrics();
+      return out;
+    }
+    if (req.path == "/healthz" && (req.method == "GET" || req.method == "HEAD")) {
+      Outgoing out;
+      out.contentType = "text/plain";
+      out.body = "ok\n";
+      return out;
+    }
+    return errorReply(404, "no such route");
   }
 
 private:
@@ -264,54 +300,60 @@ private:
     return o;
   }
 
-  void list(const httplib::Request& req, httplib::Response& res) {
+  static Outgoing notAllowed(const char* allow) {
+    Outgoing out = errorReply(405, "method not allowed");
+    out.headers.emplace_back("Allow", allow);
+    return out;
+  }
+
+  Outgoing list(const Incoming& req) {
     std::string category;
-    for (const auto& [name, value] : req.params) {
+    for (const auto& [name, value] : req.query) {
       if (name != "category") {
-        return sendError(res, 400, "unknown query parameter '" + name + "'");
+        return errorReply(400, "unknown query parameter '" + name + "'");
       }
-      if (req.params.count("category") > 1 || value.empty()) {
-        return sendError(res, 400, "give one non-empty category");
+      if (!category.empty() || value.empty()) {
+        return errorReply(400, "give one non-empty category");
       }
       category = value;
     }
     const http::Request cr = cacheRequest(req, kListPath, listQuery(category));
-    send(res, http::serve(responses_, cr, listPolicy_, [&] {
-           return guarded([&] {
-             const std::vector<Product> products = db_.list(category);
-             return jsonResponse(200, products);
-           });
-         }));
+    return send(http::serve(responses_, cr, listPolicy_, [&] {
+      return guarded([&] {
+        const std::vector<Product> products = db_.list(category);
+        return jsonResponse(200, products);
+      });
+    }));
   }
 
-  void item(const httplib::Request& req, httplib::Response& res) {
-    const auto id = parseId(req.matches[1]);
+  Outgoing item(const Incoming& req, const std::string& idText) {
+    const auto id = parseId(idText);
     if (!id) {
-      return sendError(res, 400, "the id must be a positive integer");
+      return errorReply(400, "the id must be a positive integer");
     }
     const http::Request cr = cacheRequest(req, itemPath(*id), {});
-    send(res, http::serve(responses_, cr, itemPolicy_, [&] {
-           return guarded([&] {
-             const std::optional<Product> product = db_.find(*id);
-             return product ? jsonResponse(200, *product)
-                            : jsonResponse(404, {{"error", "not found"}});
-           });
-         }));
+    return send(http::serve(responses_, cr, itemPolicy_, [&] {
+      return guarded([&] {
+        const std::optional<Product> product = db_.find(*id);
+        return product ? jsonResponse(200, *product) : jsonResponse(404, {{"error", "not found"}});
+      });
+    }));
   }
 
-  void create(const httplib::Request& req, httplib::Response& res) {
-    write(res, [&] {
+  Outgoing create(const Incoming& req) {
+    return write([&] {
       const ProductInput input = parseInput(req.body);
       const Product created = db_.create(input);
       invalidate({itemPath(created.id)}, {"", created.category});
-      res.set_header("Location", itemPath(created.id));
-      return jsonResponse(201, created);
+      http::CachedResponse r = jsonResponse(201, created);
+      r.location = itemPath(created.id);
+      return r;
     });
   }
 
-  void update(const httplib::Request& req, httplib::Response& res) {
-    write(res, [&] {
-      const auto id = parseId(req.matches[1]);
+  Outgoing update(const Incoming& req, const std::string& idText) {
+    return write([&] {
+      const auto id = parseId(idText);
       if (!id) {
         throw std::invalid_argument("the id must be a positive integer");
       }
@@ -326,9 +368,9 @@ private:
     });
   }
 
-  void remove(const httplib::Request& req, httplib::Response& res) {
-    write(res, [&] {
-      const auto id = parseId(req.matches[1]);
+  Outgoing remove(const std::string& idText) {
+    return write([&] {
+      const auto id = parseId(idText);
       if (!id) {
         throw std::invalid_argument("the id must be a positive integer");
       }
@@ -344,18 +386,24 @@ private:
   }
 
   // Runs a write: 400 for bad input, 503 when the database fails.
-  template <typename Write> void write(httplib::Response& res, Write&& run) {
+  // The invalidation has finished before the answer is sent, so a read the client sends after
+  // it cannot be served the old response.
+  template <typename Write> Outgoing write(Write&& run) {
     try {
       const http::CachedResponse r = run();
-      res.status = r.status;
-      if (r.status != 204) {
-        res.set_content(r.body, r.contentType);
+      Outgoing out;
+      out.status = r.status;
+      out.contentType = r.contentType;
+      out.body = r.body;
+      if (!r.location.empty()) {
+        out.headers.emplace_back("Location", r.location);
       }
+      return out;
     } catch (const std::invalid_argument& e) {
-      sendError(res, 400, e.what());
+      return errorReply(400, e.what());
     } catch (const DbError& e) {
       std::fprintf(stderr, "products_api: %s\n", e.what());
-      sendError(res, 503, "the database is unavailable");
+      return errorReply(503, "the database is unavailable");
     }
   }
 
@@ -391,15 +439,14 @@ private:
     }
   }
 
-  void send(httplib::Response& res, const http::Served& served) {
+  Outgoing send(http::Served served) {
     served_[static_cast<int>(served.cacheStatus)].fetch_add(1, std::memory_order_relaxed);
-    res.status = served.response.status;
-    for (const auto& [name, value] : served.headers) {
-      res.set_header(name, value);
-    }
-    if (served.response.status != 304) {
-      res.set_content(served.response.body, served.response.contentType);
-    }
+    Outgoing out;
+    out.status = served.response.status;
+    out.contentType = std::move(served.response.contentType);
+    out.body = std::move(served.response.body);
+    out.headers = std::move(served.headers);
+    return out;
   }
 
   std::string metrics() const {
@@ -455,53 +502,39 @@ int main(int argc, char** argv) {
     redisOptions.host = config.redisHost;
     redisOptions.port = config.redisPort;
     redisOptions.poolSize = 16;
+    // A Redis call that fails sends the request to the database (200 ms) and five in a row open
+    // the breaker: 50 ms (the default) is too short for a loaded 2-core machine, where a hit
+    // that is merely waiting for a CPU would count as a Redis failure.
+    redisOptions.commandTimeout = std::chrono::milliseconds(250);
+    redisOptions.poolWaitTimeout = std::chrono::milliseconds(250);
     cacheaside::HiredisClient redis(redisOptions);
 
     Service service(config, db, redis);
-    httplib::Server server;
-    server.set_payload_max_length(kMaxBodyBytes);
-    server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      if (res.body.empty()) {
-        const char* message = res.status == 413   ? "the body is too large"
-                              : res.status == 404 ? "no such route"
-                                                  : "the request failed";
-        res.set_content(errorBody(message), "application/json");
-      }
-    });
-    server.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-          std::string what = "unknown exception";
-          try {
-            std::rethrow_exception(ep);
-          } catch (const std::exception& e) {
-            what = e.what();
-          } catch (...) {
-          }
-          std::fprintf(stderr, "products_api: internal error: %s\n", what.c_str());
-          sendError(res, 500, "internal error");
-        });
-    service.routes(server);
-
-    if (!server.bind_to_port("127.0.0.1", config.port)) {
-      std::fprintf(stderr, "products_api: cannot listen on 127.0.0.1:%d\n", config.port);
+    products::ServerOptions serverOptions;
+    serverOptions.port = config.port;
+    serverOptions.threads = static_cast<std::size_t>(config.threads);
+    serverOptions.maxThreads = static_cast<std::size_t>(config.maxThreads);
+    serverOptions.maxBodyBytes = kMaxBodyBytes;
+    std::optional<products::Server> server;
+    try {
+      server.emplace(serverOptions,
+                     [&service](const Incoming& req) { return service.handle(req); });
+    } catch (const std::system_error& e) {
+      std::fprintf(stderr, "products_api: cannot listen on 127.0.0.1:%d: %s\n", config.port,
+                   e.what());
       return 1;
     }
-    std::atomic<bool> signalled{false};
     std::thread stopper([&] {
       int sig = 0;
       sigwait(&stopSignals, &sig);
-      signalled = true;
-      server.stop();
+      server->stop();
     });
     std::printf("products_api: listening on http://127.0.0.1:%d (db %s, delay %ld ms, redis "
-                "%s:%d, namespace %s)\n",
+                "%s:%d, namespace %s, %ld threads)\n",
                 config.port, config.dbPath.c_str(), config.delayMs, config.redisHost.c_str(),
-                config.redisPort, config.keyNamespace.c_str());
+                config.redisPort, config.keyNamespace.c_str(), config.threads);
     std::fflush(stdout);
-    server.listen_after_bind();
-    if (!signalled) { // the listener failed: wake the stopper (the signal is blocked here)
-      kill(getpid(), SIGTERM);
-    }
+    server->run();
     stopper.join();
     std::printf("products_api: stopped\n");
     return 0;

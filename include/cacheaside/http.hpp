@@ -11,13 +11,21 @@
 ///     caller is ever served another caller's private response;
 ///   - responses with status 400 and above are not cached, except the statuses a Policy asks for
 ///     (404 may be cached as a negative entry, for CacheOptions::negativeTtl);
-///   - a 2xx response whose ETag matches If-None-Match becomes 304 Not Modified.
+///   - a response to a request that carries a private header is sent with
+///     `Cache-Control: private` and a Vary naming the private headers (and the policy's vary
+///     headers), whether it was keyed per caller or not cached, so that no shared cache (a proxy,
+///     a CDN) stores it and hands it to someone else;
+///   - a response's Location (201 Created, 3xx) is stored with it and sent on every hit;
+///   - a 2xx response to a GET or HEAD whose ETag matches If-None-Match becomes 304 Not Modified
+///     (other methods have run their handler already and get its response).
 ///
 /// An adapter for a framework converts its request into http::Request, calls serve(), and copies
 /// Served::response and Served::headers into its response.
 
 #include <cacheaside/detail/sha1.hpp>
+#include <cacheaside/events.hpp>
 #include <cacheaside/metrics/prometheus.hpp>
+#include <cacheaside/options.hpp>
 #include <cacheaside/serializer.hpp>
 #include <cacheaside/stats.hpp>
 
@@ -86,12 +94,18 @@ struct CachedResponse {
   std::string body;
   /// The strong entity tag, quotes included (see etagOf); serve() fills it when empty.
   std::string etag;
+  /// The Location header (a 201's new resource, a redirect's target); empty for none.
+  std::string location;
 };
 
-/// Writes r as a JSON object {status, contentType, body, etag} (the body must be UTF-8 text).
+/// Writes r as a JSON object {status, contentType, body, etag[, location]} (the body must be
+/// UTF-8 text).
 inline void to_json(nlohmann::json& j, const CachedResponse& r) {
   j = nlohmann::json{
       {"status", r.status}, {"contentType", r.contentType}, {"body", r.body}, {"etag", r.etag}};
+  if (!r.location.empty()) {
+    j["location"] = r.location;
+  }
 }
 
 /// Reads r from the JSON object to_json writes; throws nlohmann::json::exception otherwise.
@@ -100,16 +114,20 @@ inline void from_json(const nlohmann::json& j, CachedResponse& r) {
   j.at("contentType").get_to(r.contentType);
   j.at("body").get_to(r.body);
   j.at("etag").get_to(r.etag);
+  r.location = j.value("location", std::string());
 }
 
-/// How CacheAside<CachedResponse> stores a response: one line of JSON with status, content type
-/// and ETag, a newline, then the body byte for byte (any bytes; no escaping, so `redis-cli GET`
-/// shows the body as sent).
+/// How CacheAside<CachedResponse> stores a response: one line of JSON with status, content type,
+/// ETag and Location (when there is one), a newline, then the body byte for byte (any bytes; no
+/// escaping, so `redis-cli GET` shows the body as sent).
 struct ResponseSerializer {
   /// Appends the record of r to out.
   static void encode(const CachedResponse& r, std::string& out) {
-    out += nlohmann::json{{"status", r.status}, {"contentType", r.contentType}, {"etag", r.etag}}
-               .dump();
+    nlohmann::json head{{"status", r.status}, {"contentType", r.contentType}, {"etag", r.etag}};
+    if (!r.location.empty()) {
+      head["location"] = r.location;
+    }
+    out += head.dump();
     out += '\n'; // dump() escapes control characters, so the first newline ends the head
     out += r.body;
   }
@@ -125,6 +143,7 @@ struct ResponseSerializer {
     head.at("status").get_to(r.status);
     head.at("contentType").get_to(r.contentType);
     head.at("etag").get_to(r.etag);
+    r.location = head.value("location", std::string());
     r.body.assign(bytes.substr(newline + 1));
     return r;
   }
@@ -308,8 +327,9 @@ struct Served {
   CachedResponse response;
   /// Where it came from (the X-Cache header).
   CacheStatus cacheStatus = CacheStatus::Bypass;
-  /// Headers to set besides Content-Type: ETag (2xx and 304), X-Cache, and Vary when the policy has
-  /// vary headers.
+  /// Headers to set besides Content-Type: ETag (2xx and 304), X-Cache, Location when the
+  /// response has one, Vary when the policy has vary headers or the request a private header,
+  /// and Cache-Control: private in the latter case.
   Params headers;
 };
 
@@ -335,15 +355,30 @@ inline Served finish(const Request& request, const Policy& policy, CachedRespons
     served.headers.emplace_back("ETag", response.etag);
   }
   served.headers.emplace_back("X-Cache", xCacheValue(status));
-  if (!policy.varyHeaders.empty()) {
+  if (!response.location.empty()) {
+    served.headers.emplace_back("Location", response.location);
+  }
+  // A response chosen by (or meant for) the caller's credentials: shared caches must not store
+  // it, and private ones must key it on those headers.
+  const bool perCaller = hasPrivateHeader(request, policy);
+  std::vector<std::string> varyNames = policy.varyHeaders;
+  if (perCaller) {
+    varyNames.insert(varyNames.end(), policy.privateHeaders.begin(), policy.privateHeaders.end());
+  }
+  if (!varyNames.empty()) {
     std::string vary;
-    for (const auto& name : policy.varyHeaders) {
+    for (const auto& name : varyNames) {
       vary += (vary.empty() ? "" : ", ") + name;
     }
     served.headers.emplace_back("Vary", vary);
   }
+  if (perCaller) {
+    served.headers.emplace_back("Cache-Control", "private");
+  }
+  // RFC 9110 13.1.2: 304 answers only GET and HEAD; any other method has already run.
+  const bool safe = request.method == "GET" || request.method == "HEAD";
   const auto ifNoneMatch = request.header("If-None-Match");
-  if (success && ifNoneMatch && ifNoneMatchMatches(*ifNoneMatch, response.etag)) {
+  if (safe && success && ifNoneMatch && ifNoneMatchMatches(*ifNoneMatch, response.etag)) {
     response.status = 304;
     response.body.clear();
   }
@@ -357,7 +392,9 @@ inline Served finish(const Request& request, const Policy& policy, CachedRespons
 /// or by calling handler(), a callable returning CachedResponse, and storing what it returns as
 /// policy allows. The handler runs at most once per call; its exceptions propagate unchanged
 /// and are never cached. Redis failures do not reach the caller (the handler answers, X-Cache
-/// MISS); what cache.getOrLoad throws does (LockTimeoutError under WaitTimeoutPolicy::Throw).
+/// MISS); what cache.getOrLoad throws does (LockTimeoutError under WaitTimeoutPolicy::Throw). A
+/// stale response (served while another caller refreshes it, or after its refresh failed) is
+/// labelled STALE.
 template <typename Cache, typename Handler>
 Served serve(Cache& cache, const Request& request, const Policy& policy, Handler&& handler) {
   const std::optional<std::string> key = cacheKey(request, policy);
@@ -365,26 +402,32 @@ Served serve(Cache& cache, const Request& request, const Policy& policy, Handler
     return detail::finish(request, policy, handler(), CacheStatus::Bypass);
   }
   bool ran = false;
+  Outcome outcome = Outcome::Hit;
   std::optional<CachedResponse> result;
   try {
-    result = cache.getOrLoad(*key, [&]() -> std::optional<CachedResponse> {
-      ran = true;
-      CachedResponse response = handler();
-      if (response.status == 404 && policy.notFound) {
-        return std::nullopt;
-      }
-      if (!policy.cacheableStatus(response.status)) {
-        throw detail::Uncacheable(std::move(response));
-      }
-      if (response.etag.empty()) {
-        response.etag = etagOf(response.contentType, response.body);
-      }
-      return response;
-    });
+    result = cache.getOrLoad(
+        *key,
+        [&]() -> std::optional<CachedResponse> {
+          ran = true;
+          CachedResponse response = handler();
+          if (response.status == 404 && policy.notFound) {
+            return std::nullopt;
+          }
+          if (!policy.cacheableStatus(response.status)) {
+            throw detail::Uncacheable(std::move(response));
+          }
+          if (response.etag.empty()) {
+            response.etag = etagOf(response.contentType, response.body);
+          }
+          return response;
+        },
+        CallOptions{}, &outcome);
   } catch (const detail::Uncacheable& e) {
     return detail::finish(request, policy, e.response, CacheStatus::Bypass);
   }
-  const CacheStatus status = ran ? CacheStatus::Miss : CacheStatus::Hit;
+  const CacheStatus status = outcome == Outcome::Stale ? CacheStatus::Stale
+                             : ran                     ? CacheStatus::Miss
+                                                       : CacheStatus::Hit;
   if (!result) {
     if (!policy.notFound) { // a negative entry written by another policy for this key
       CachedResponse gone;

@@ -29,7 +29,9 @@ struct MapCache {
   std::map<std::string, std::optional<http::CachedResponse>> entries;
 
   template <typename Loader>
-  std::optional<http::CachedResponse> getOrLoad(std::string_view key, Loader&& loader) {
+  std::optional<http::CachedResponse> getOrLoad(std::string_view key, Loader&& loader,
+                                                const cacheaside::CallOptions& = {},
+                                                cacheaside::Outcome* = nullptr) {
     const auto it = entries.find(std::string(key));
     if (it != entries.end()) {
       return it->second;

@@ -3,6 +3,7 @@
 // with a fresh database in a temporary directory, a 20 ms query delay and its own key namespace.
 #include "support/catch.hpp"
 #include "support/redis_server.hpp"
+#include "support/sync.hpp"
 #include "support/test_redis.hpp"
 
 #include <cacheaside/hiredis_client.hpp>
@@ -527,6 +528,21 @@ TEST_CASE("a matching If-None-Match is 304 without a body, and after a write the
   CHECK(changed.parsed().at("name") == "Changed");
 }
 
+TEST_CASE("If-None-Match on a PUT is not answered 304: the write is applied and answered 200") {
+  Service s;
+  const Reply before = get(s, "/api/products/8");
+  REQUIRE(before.status == 200);
+  for (const std::string& condition : {before.etag, std::string("*")}) {
+    const auto res =
+        s.client().Put("/api/products/8", {{"If-None-Match", condition}},
+                       productBody("Conditional " + condition, "music", 2), "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(json::parse(res->body).at("name") == "Conditional " + condition);
+  }
+  CHECK(get(s, "/api/products/8").parsed().at("name") == "Conditional *");
+}
+
 TEST_CASE("a request with Authorization or Cookie is never served from a cached response") {
   Service s;
   Sql sql(s.dbPath());
@@ -550,6 +566,12 @@ TEST_CASE("a request with Authorization or Cookie is never served from a cached 
   const Reply carol = get(s, path, {{"Cookie", "session=carol"}});
   CHECK(carol.xCache == "BYPASS");
   CHECK(carol.parsed().at("name") == "Name only the database knows");
+  // Nor may a shared cache between them and the service store these responses.
+  for (const Reply* r : {&alice, &bob, &carol}) {
+    CHECK(r->header("Cache-Control") == "private");
+    CHECK(r->header("Vary") == "Authorization, Cookie");
+  }
+  CHECK(anonymous.header("Cache-Control") == "(absent)");
   CHECK(dbQueries(s) == queries + 4);
   // Nor did their responses replace the shared one.
   CHECK(get(s, path).parsed().at("name") == anonymous.parsed().at("name"));
@@ -683,4 +705,55 @@ TEST_CASE("SIGTERM stops the service cleanly (exit 0), with its writes committed
   CHECK_FALSE(s->alive());
   Sql sql(s->dbPath());
   CHECK(sql.count("SELECT count(*) FROM products WHERE name = ?1", {"Survives restarts"}) == 1);
+}
+
+TEST_CASE("100 clients opening connections at once for a cold list: one database query, one body") {
+  Service s;
+  const std::uint64_t before = dbQueries(s);
+  constexpr int kClients = 100;
+  testsupport::Latch start(kClients);
+  std::vector<Reply> replies(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      httplib::Client c = s.client();
+      start.arriveAndWait();
+      const auto res = c.Get("/api/products?category=toys");
+      if (res) {
+        replies[static_cast<std::size_t>(i)].status = res->status;
+        replies[static_cast<std::size_t>(i)].body = res->body;
+      }
+    });
+  }
+  for (auto& t : clients) {
+    t.join();
+  }
+  CHECK(dbQueries(s) == before + 1);
+  for (const Reply& r : replies) {
+    CHECK(r.status == 200);
+    CHECK(r.body == replies.front().body);
+  }
+  CHECK(replies.front().parsed().size() > 10);
+}
+
+TEST_CASE("one keep-alive connection serves many requests, and a wrong method is 405") {
+  Service s;
+  httplib::Client c = s.client();
+  c.set_keep_alive(true);
+  REQUIRE(c.Get("/api/products/9"));
+  for (int i = 0; i < 50; ++i) {
+    const auto res = c.Get("/api/products/9");
+    REQUIRE(res);
+    CHECK(res->get_header_value("X-Cache") == "HIT");
+  }
+  const auto patch = c.Patch("/api/products/9", "{}", "application/json");
+  REQUIRE(patch);
+  CHECK(patch->status == 405);
+  CHECK(patch->get_header_value("Allow") == "GET, HEAD, PUT, DELETE");
+  const auto head = c.Head("/api/products/9");
+  REQUIRE(head);
+  CHECK(head->status == 200);
+  CHECK(head->body.empty());
+  CHECK(head->get_header_value("Content-Length") ==
+        std::to_string(get(s, "/api/products/9").body.size()));
 }
