@@ -18,6 +18,8 @@ namespace {
 thread_local std::size_t failAllocationOfSize = 0;
 } // namespace
 
+// Every replaceable form but the aligned ones, so that no allocation made here is freed by a
+// runtime's own operator delete (or the reverse): sanitizers check that they match.
 void* operator new(std::size_t size) {
   if (size != 0 && size == failAllocationOfSize) {
     failAllocationOfSize = 0;
@@ -28,11 +30,40 @@ void* operator new(std::size_t size) {
   }
   throw std::bad_alloc();
 }
+void* operator new[](std::size_t size) {
+  return ::operator new(size);
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return ::operator new(size);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  return ::operator new(size, std::nothrow);
+}
 
+// GCC sees operator new's malloc through inlining and would call the matching free a mismatch.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 void operator delete(void* p) noexcept {
   std::free(p);
 }
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
 void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
   std::free(p);
 }
 
