@@ -371,7 +371,7 @@ private:
     if (ctx->err != 0) {
       fail(ctx.get());
     }
-    // Not inherited across exec (a child process must not keep the server's connection open).
+    // Not inherited by programs this process executes: they would hold the connection open.
     (void)::fcntl(ctx->fd, F_SETFD, FD_CLOEXEC);
     await(ctx.get(), POLLOUT, deadline); // the non-blocking connect completes
     int error = 0;
