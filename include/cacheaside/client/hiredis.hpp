@@ -1,35 +1,49 @@
 #pragma once
 /// \file client/hiredis.hpp
-/// RedisClient over hiredis (0.14 and 1.x): a thread-safe pool of blocking connections with
-/// finite connect and command timeouts. Link cacheaside::hiredis. Not included by
+/// RedisClient over hiredis (0.14 and 1.x): a thread-safe pool of non-blocking connections, each
+/// call driven by poll(2) against a deadline. Link cacheaside::hiredis. Not included by
 /// cacheaside.hpp.
 ///
 /// hiredis writes with plain write(2): a process that may write to a connection the server has
 /// closed should ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)), as with any hiredis program.
 
 #include <cacheaside/client/redis_client.hpp>
+#include <cacheaside/detail/fork_generation.hpp>
 #include <cacheaside/errors.hpp>
 
 #include <hiredis/hiredis.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
-#include <poll.h>
 #include <stdexcept>
 #include <string>
-#include <sys/time.h>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 namespace cacheaside {
 
-/// Where and how HiredisClient connects. Every timeout is finite.
+/// Where and how HiredisClient connects. The timeouts are deadlines for whole steps, not limits per
+/// system call: a call waits at most poolWaitTimeout for a pooled connection, then at most
+/// commandTimeout for everything else, opening a new connection included.
 struct HiredisOptions {
-  /// Server host name or address. Default "127.0.0.1".
+  /// Server address. Default "127.0.0.1". A literal IP address keeps connecting within
+  /// connectTimeout; a host name is resolved (getaddrinfo, inside hiredis, IPv4 first) on every new
+  /// connection, and that lookup takes as long as the system resolver takes, outside the deadline.
   std::string host = "127.0.0.1";
   /// Server TCP port. Default 6379.
   int port = 6379;
@@ -41,9 +55,12 @@ struct HiredisOptions {
   std::string password;
   /// Database number (SELECT). Default 0.
   int db = 0;
-  /// Longest time to open a connection. Default 50 ms.
+  /// Deadline for opening a connection: TCP or Unix connect, then AUTH and SELECT. The connect
+  /// also counts against the commandTimeout of the call that needs it. Default 50 ms.
   std::chrono::milliseconds connectTimeout = std::chrono::milliseconds(50);
-  /// Longest time for one command, or one pipeline, to be sent and answered. Default 50 ms.
+  /// Deadline for one command, or one whole pipeline, from the moment it has a pooled connection
+  /// (or room for a new one) until its last reply: connecting, sending and every reply. Default
+  /// 50 ms.
   std::chrono::milliseconds commandTimeout = std::chrono::milliseconds(50);
   /// Most connections open at once. Default 8.
   std::size_t poolSize = 8;
@@ -61,13 +78,6 @@ struct HiredisReplyDeleter {
 };
 using HiredisContextPtr = std::unique_ptr<redisContext, HiredisContextDeleter>;
 using HiredisReplyPtr = std::unique_ptr<void, HiredisReplyDeleter>;
-
-inline timeval toTimeval(std::chrono::milliseconds ms) {
-  timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(ms.count() / 1000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>((ms.count() % 1000) * 1000);
-  return tv;
-}
 
 inline Reply convertReply(const redisReply& r) {
   Reply out;
@@ -126,9 +136,14 @@ inline Reply convertReply(const redisReply& r) {
 } // namespace detail
 
 /// A RedisClient over a pool of hiredis connections. Thread-safe. Connections open lazily, up to
-/// poolSize; one that fails (I/O error, timeout, protocol error) is closed and replaced on next
-/// use, because a hiredis context is unusable after such an error, and one the server closed
-/// while it was idle is replaced before it is used.
+/// poolSize. A connection goes back to the pool only when its call read every reply it asked for;
+/// any failure (I/O error, timeout, protocol error, an exception such as std::bad_alloc) closes it,
+/// and one the server closed while it was idle is replaced before it is used.
+///
+/// fork(): a forked child never uses a connection of its parent's. Its first call notices the
+/// fork and starts an empty pool; it closes its copies of the idle connections it inherited
+/// without sending anything on them, and leaves alone (still open in the child) those the
+/// parent's threads were using at the moment of the fork.
 class HiredisClient final : public RedisClient {
 public:
   /// Stores the options; connects on first use. Throws std::invalid_argument for a zero pool
@@ -141,49 +156,57 @@ public:
         options_.poolWaitTimeout.count() < 0) {
       throw std::invalid_argument("cacheaside: HiredisOptions timeouts must be positive");
     }
-    idle_.reserve(options_.poolSize); // so that returning a connection never allocates
+    pool_.store(new Pool(detail::currentForkGeneration(), options_.poolSize, nullptr));
   }
 
   HiredisClient(const HiredisClient&) = delete;
   HiredisClient& operator=(const HiredisClient&) = delete;
 
-  /// Sends one command. Throws ConnectionError or TimeoutError on transport failure, and
-  /// ConnectionError when a new connection's AUTH or SELECT is refused.
-  Reply command(const Command& command) override {
-    Borrowed conn(*this);
-    auto& [args, lens] = argvBuffers();
-    toArgv(command.argv, args, lens);
-    errno = 0;
-    detail::HiredisReplyPtr reply(
-        redisCommandArgv(conn.get(), static_cast<int>(args.size()), args.data(), lens.data()));
-    if (!reply) {
-      fail(conn.get(), errno);
+  /// Closes the pooled connections. No call may be in progress.
+  ~HiredisClient() override {
+    Pool* pool = pool_.load();
+    for (bool current = true; pool != nullptr; current = false) {
+      Pool* inherited = pool->inherited;
+      if (current || pool->drained) {
+        delete pool;
+      }
+      pool = inherited;
     }
-    return detail::convertReply(*static_cast<redisReply*>(reply.get()));
   }
 
-  /// Sends the commands back to back and reads their replies: one round trip.
-  std::vector<Reply> pipeline(const std::vector<Command>& commands) override {
+  /// Sends one command. Throws TimeoutError when it is not answered within commandTimeout,
+  /// ConnectionError on any other transport failure or when a new connection's AUTH or SELECT is
+  /// refused, and PoolExhaustedError when every connection stayed busy for poolWaitTimeout.
+  Reply command(const Command& command) override {
     Borrowed conn(*this);
-    auto& [args, lens] = argvBuffers();
-    for (const Command& command : commands) {
-      toArgv(command.argv, args, lens);
-      if (redisAppendCommandArgv(conn.get(), static_cast<int>(args.size()), args.data(),
-                                 lens.data()) != REDIS_OK) {
-        fail(conn.get(), errno);
-      }
-    }
+    const Deadline deadline = commandDeadline();
+    conn.connectIfNew(deadline);
+    append(conn.get(), command.argv);
+    send(conn.get(), deadline);
+    Reply reply = receive(conn.get(), deadline);
+    conn.keep();
+    return reply;
+  }
+
+  /// Sends the commands back to back and reads their replies: one round trip, all of it within
+  /// one commandTimeout.
+  std::vector<Reply> pipeline(const std::vector<Command>& commands) override {
     std::vector<Reply> replies;
     replies.reserve(commands.size());
-    for (std::size_t i = 0; i < commands.size(); ++i) {
-      void* raw = nullptr;
-      errno = 0;
-      if (redisGetReply(conn.get(), &raw) != REDIS_OK || raw == nullptr) {
-        fail(conn.get(), errno);
-      }
-      detail::HiredisReplyPtr reply(raw);
-      replies.push_back(detail::convertReply(*static_cast<redisReply*>(raw)));
+    if (commands.empty()) {
+      return replies;
     }
+    Borrowed conn(*this);
+    const Deadline deadline = commandDeadline();
+    conn.connectIfNew(deadline);
+    for (const Command& command : commands) {
+      append(conn.get(), command.argv);
+    }
+    send(conn.get(), deadline);
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+      replies.push_back(receive(conn.get(), deadline));
+    }
+    conn.keep();
     return replies;
   }
 
@@ -191,18 +214,52 @@ public:
   const HiredisOptions& options() const noexcept { return options_; }
 
 private:
-  // A connection borrowed from the pool for one call; returned, or closed if it failed.
+  using Clock = std::chrono::steady_clock;
+
+  struct Deadline {
+    Clock::time_point at;
+    std::chrono::milliseconds budget; // for the message
+    const char* step;                 // what timed out
+  };
+
+  // The connections of one process. A forked child replaces it wholesale (see currentPool).
+  struct Pool {
+    Pool(std::uint64_t forkGeneration, std::size_t capacity, Pool* inheritedFrom)
+        : generation(forkGeneration), inherited(inheritedFrom) {
+      idle.reserve(capacity); // so that returning a connection never allocates
+    }
+    const std::uint64_t generation;
+    Pool* const inherited; // the parent's pool this one replaced in a forked child, or null
+    bool drained = false;  // an inherited pool whose idle connections the child closed
+    std::mutex mutex;
+    std::condition_variable available;
+    std::vector<detail::HiredisContextPtr> idle;
+    std::size_t open = 0;
+  };
+
+  // A pooled connection, or room for a new one, borrowed for one call. The connection returns to
+  // the pool only if the call reached keep(), that is, read every reply it sent for; otherwise
+  // unread replies could reach the next caller.
   class Borrowed {
   public:
-    explicit Borrowed(HiredisClient& owner) : owner_(owner), ctx_(owner.borrow()) {}
+    explicit Borrowed(HiredisClient& owner)
+        : owner_(owner), pool_(owner.currentPool()), ctx_(owner.borrow(pool_)) {}
     Borrowed(const Borrowed&) = delete;
     Borrowed& operator=(const Borrowed&) = delete;
-    ~Borrowed() { owner_.giveBack(std::move(ctx_)); }
+    ~Borrowed() { owner_.giveBack(pool_, std::move(ctx_), kept_); }
+    void connectIfNew(const Deadline& call) {
+      if (!ctx_) {
+        ctx_ = owner_.connect(call);
+      }
+    }
     redisContext* get() const noexcept { return ctx_.get(); }
+    void keep() noexcept { kept_ = true; }
 
   private:
     HiredisClient& owner_;
+    Pool& pool_;
     detail::HiredisContextPtr ctx_;
+    bool kept_ = false;
   };
 
   // Per-thread argument arrays for hiredis, reused so that a command allocates none.
@@ -211,35 +268,87 @@ private:
     return buffers;
   }
 
-  static void toArgv(const Argv& argv, std::vector<const char*>& args,
-                     std::vector<std::size_t>& lens) {
+  Deadline commandDeadline() const {
+    return {Clock::now() + options_.commandTimeout, options_.commandTimeout, "command"};
+  }
+
+  // Queues one command in the context's output buffer.
+  void append(redisContext* c, const Argv& argv) const {
+    auto& [args, lens] = argvBuffers();
     args.clear();
     lens.clear();
     for (std::string_view a : argv) {
       args.push_back(a.data());
       lens.push_back(a.size());
     }
+    if (redisAppendCommandArgv(c, static_cast<int>(args.size()), args.data(), lens.data()) !=
+        REDIS_OK) {
+      fail(c);
+    }
   }
 
-  static bool isTimeout(const redisContext* c, int savedErrno) {
-#ifdef REDIS_ERR_TIMEOUT
-    if (c->err == REDIS_ERR_TIMEOUT) {
-      return true;
+  // Writes the output buffer out, waiting for room in the socket until the deadline.
+  void send(redisContext* c, const Deadline& deadline) const {
+    int done = 0;
+    for (;;) {
+      if (redisBufferWrite(c, &done) != REDIS_OK) {
+        fail(c);
+      }
+      if (done != 0) {
+        return;
+      }
+      await(c, POLLOUT, deadline);
     }
-#endif
-    return c->err == REDIS_ERR_IO && (savedErrno == EAGAIN || savedErrno == EWOULDBLOCK ||
-                                      savedErrno == ETIMEDOUT || savedErrno == EINPROGRESS);
   }
 
-  [[noreturn]] void fail(redisContext* c, int savedErrno) const {
-    const std::string where = endpoint();
-    if (c->err == 0) {
-      throw ConnectionError("cacheaside: redis " + where + ": no reply");
+  // Reads the next reply, waiting for bytes until the deadline. One read may bring several
+  // replies of a pipeline: the reader is asked before the socket.
+  Reply receive(redisContext* c, const Deadline& deadline) const {
+    void* raw = nullptr;
+    for (;;) {
+      if (redisGetReplyFromReader(c, &raw) != REDIS_OK) {
+        fail(c);
+      }
+      if (raw != nullptr) {
+        break;
+      }
+      await(c, POLLIN, deadline);
+      if (redisBufferRead(c) != REDIS_OK) {
+        fail(c);
+      }
     }
-    if (isTimeout(c, savedErrno)) {
-      throw TimeoutError("cacheaside: redis " + where + ": timed out (" + c->errstr + ")");
+    const detail::HiredisReplyPtr reply(raw);
+    return detail::convertReply(*static_cast<const redisReply*>(raw));
+  }
+
+  // Waits until the socket is ready for `events` (or has an error, which the next read or write
+  // reports), or throws TimeoutError at the deadline.
+  void await(const redisContext* c, short events, const Deadline& deadline) const {
+    for (;;) {
+      const auto left = deadline.at - Clock::now();
+      if (left <= Clock::duration::zero()) {
+        throw TimeoutError("cacheaside: redis " + endpoint() + ": " + deadline.step +
+                           " timed out after " + std::to_string(deadline.budget.count()) + " ms");
+      }
+      // poll() counts whole milliseconds: round up, so that it never wakes before the deadline.
+      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+      pollfd pfd{};
+      pfd.fd = c->fd;
+      pfd.events = events;
+      const int ready = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(ms, INT_MAX)));
+      if (ready > 0) {
+        return;
+      }
+      if (ready < 0 && errno != EINTR) {
+        throw ConnectionError("cacheaside: redis " + endpoint() +
+                              ": poll: " + std::system_category().message(errno));
+      }
     }
-    throw ConnectionError("cacheaside: redis " + where + ": " + c->errstr);
+  }
+
+  [[noreturn]] void fail(const redisContext* c) const {
+    throw ConnectionError("cacheaside: redis " + endpoint() + ": " +
+                          (c->err != 0 ? c->errstr : "unknown error"));
   }
 
   std::string endpoint() const {
@@ -247,85 +356,134 @@ private:
                                        : options_.unixSocket;
   }
 
-  detail::HiredisContextPtr connect() {
-    const timeval connectTv = detail::toTimeval(options_.connectTimeout);
-    errno = 0;
-    detail::HiredisContextPtr ctx(
-        options_.unixSocket.empty()
-            ? redisConnectWithTimeout(options_.host.c_str(), options_.port, connectTv)
-            : redisConnectUnixWithTimeout(options_.unixSocket.c_str(), connectTv));
+  // Opens a connection and runs AUTH and SELECT, all within connectTimeout and the call's deadline.
+  detail::HiredisContextPtr connect(const Deadline& call) const {
+    const auto connectBy = Clock::now() + options_.connectTimeout;
+    const Deadline deadline = connectBy < call.at
+                                  ? Deadline{connectBy, options_.connectTimeout, "connect"}
+                                  : Deadline{call.at, call.budget, "command (connecting)"};
+    const bool tcp = options_.unixSocket.empty();
+    detail::HiredisContextPtr ctx(tcp ? redisConnectNonBlock(options_.host.c_str(), options_.port)
+                                      : redisConnectUnixNonBlock(options_.unixSocket.c_str()));
     if (!ctx) {
       throw ConnectionError("cacheaside: redis " + endpoint() + ": cannot allocate a context");
     }
     if (ctx->err != 0) {
-      fail(ctx.get(), errno);
+      fail(ctx.get());
     }
-    const timeval commandTv = detail::toTimeval(options_.commandTimeout);
-    if (redisSetTimeout(ctx.get(), commandTv) != REDIS_OK) {
-      fail(ctx.get(), errno);
+    // Not inherited by programs this process executes: they would hold the connection open.
+    (void)::fcntl(ctx->fd, F_SETFD, FD_CLOEXEC);
+    await(ctx.get(), POLLOUT, deadline); // the non-blocking connect completes
+    int error = 0;
+    socklen_t length = sizeof error;
+    if (::getsockopt(ctx->fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
+      error = errno;
     }
+    if (error != 0) {
+      throw ConnectionError("cacheaside: redis " + endpoint() + ": " +
+                            std::system_category().message(error));
+    }
+    if (tcp) {
+      // hiredis 1.x leaves Nagle's algorithm on after a non-blocking connect; 0.14 turned it off.
+      const int one = 1;
+      (void)::setsockopt(ctx->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    handshake(ctx.get(), deadline);
+    return ctx;
+  }
+
+  // AUTH and SELECT, pipelined. A refusal leaves the connection unusable: a ConnectionError.
+  void handshake(redisContext* c, const Deadline& deadline) const {
+    const char* steps[2] = {};
+    std::size_t count = 0;
     if (!options_.password.empty()) {
       Argv auth{"AUTH"};
       if (!options_.user.empty()) {
         auth.push_back(options_.user);
       }
       auth.push_back(options_.password);
-      handshake(ctx.get(), auth, "AUTH");
+      append(c, auth);
+      steps[count++] = "AUTH";
     }
     if (options_.db != 0) {
       const std::string db = std::to_string(options_.db);
-      handshake(ctx.get(), {"SELECT", db}, "SELECT");
+      append(c, {"SELECT", db});
+      steps[count++] = "SELECT";
     }
-    return ctx;
-  }
-
-  void handshake(redisContext* c, const Argv& argv, const char* what) const {
-    std::vector<const char*> args;
-    std::vector<std::size_t> lens;
-    toArgv(argv, args, lens);
-    errno = 0;
-    detail::HiredisReplyPtr reply(
-        redisCommandArgv(c, static_cast<int>(args.size()), args.data(), lens.data()));
-    if (!reply) {
-      fail(c, errno);
+    if (count == 0) {
+      return;
     }
-    const auto* r = static_cast<const redisReply*>(reply.get());
-    if (r->type == REDIS_REPLY_ERROR) {
-      // The connection is unusable: a connection failure, which the cache absorbs.
-      throw ConnectionError("cacheaside: redis " + endpoint() + ": " + what +
-                            " failed: " + std::string(r->str, r->len));
-    }
-  }
-
-  detail::HiredisContextPtr borrow() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const auto deadline = std::chrono::steady_clock::now() + options_.poolWaitTimeout;
-    while (idle_.empty() && open_ >= options_.poolSize) {
-      if (available_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
-          open_ >= options_.poolSize) {
-        throw PoolExhaustedError("cacheaside: redis " + endpoint() + ": all " +
-                                 std::to_string(options_.poolSize) + " pooled connections busy");
+    send(c, deadline);
+    for (std::size_t i = 0; i < count; ++i) {
+      const Reply reply = receive(c, deadline);
+      if (reply.isError()) {
+        throw ConnectionError("cacheaside: redis " + endpoint() + ": " + steps[i] +
+                              " failed: " + reply.str);
       }
     }
-    while (!idle_.empty()) {
-      detail::HiredisContextPtr ctx = std::move(idle_.back());
-      idle_.pop_back();
+  }
+
+  // This process's pool. In a forked child the first call finds the parent's pool (another fork
+  // generation) and swaps in an empty one; every other call pays one relaxed load and a compare.
+  Pool& currentPool() {
+    Pool* pool = pool_.load(std::memory_order_acquire);
+    const std::uint64_t generation = detail::currentForkGeneration();
+    if (pool->generation == generation) {
+      return *pool;
+    }
+    return replaceInheritedPool(pool, generation);
+  }
+
+  // The parent's pool mutex may have been held at the fork by a thread the child does not have,
+  // so the child never waits for it: it swaps in a new pool atomically, then try_locks the old
+  // one. If that succeeds, the old pool's state is consistent and its idle connections are freed:
+  // redisFree only closes the child's copy of each socket and sends nothing, so the parent's
+  // connections stay intact. If it fails, the idle connections are leaked rather than risk a
+  // deadlock. Connections borrowed by the parent's threads at the fork are never touched (their
+  // owners do not exist in the child). The old Pool object itself stays allocated until the client
+  // is destroyed: another thread of the child may still be reading its generation.
+  Pool& replaceInheritedPool(Pool* inherited, std::uint64_t generation) {
+    auto fresh = std::make_unique<Pool>(generation, options_.poolSize, inherited);
+    Pool* expected = inherited;
+    if (!pool_.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+      return *expected; // another thread of this child replaced it first
+    }
+    Pool& adopted = *fresh.release();
+    if (inherited->mutex.try_lock()) {
+      std::vector<detail::HiredisContextPtr> idle = std::move(inherited->idle);
+      inherited->drained = true;
+      inherited->mutex.unlock();
+    }
+    return adopted;
+  }
+
+  // An idle connection, or null with room reserved (open counted) for the caller to connect.
+  detail::HiredisContextPtr borrow(Pool& pool) {
+    std::unique_lock<std::mutex> lock(pool.mutex);
+    if (pool.idle.empty() && pool.open >= options_.poolSize) {
+      const auto deadline = Clock::now() + options_.poolWaitTimeout;
+      while (pool.idle.empty() && pool.open >= options_.poolSize) {
+        if (pool.available.wait_until(lock, deadline) == std::cv_status::timeout &&
+            pool.idle.empty() && pool.open >= options_.poolSize) {
+          // The only place PoolExhaustedError is thrown: a local shortage, not a Redis failure.
+          throw PoolExhaustedError("cacheaside: redis " + endpoint() + ": all " +
+                                   std::to_string(options_.poolSize) +
+                                   " pooled connections busy for " +
+                                   std::to_string(options_.poolWaitTimeout.count()) + " ms");
+        }
+      }
+    }
+    while (!pool.idle.empty()) {
+      detail::HiredisContextPtr ctx = std::move(pool.idle.back());
+      pool.idle.pop_back();
       if (stillOpen(*ctx)) {
         return ctx;
       }
-      --open_; // closed by the server while idle (restart, timeout, proxy): replace it
+      --pool.open; // closed by the server while idle (restart, timeout, proxy): replace it
     }
-    ++open_;
-    lock.unlock();
-    try {
-      return connect();
-    } catch (...) {
-      lock.lock();
-      --open_;
-      lock.unlock();
-      available_.notify_one();
-      throw;
-    }
+    ++pool.open;
+    return nullptr;
   }
 
   // An idle connection has nothing to read: readable means the server closed it (EOF) or sent
@@ -337,23 +495,24 @@ private:
     return ::poll(&pfd, 1, 0) == 0;
   }
 
-  void giveBack(detail::HiredisContextPtr ctx) noexcept {
+  // Returns a connection to the pool, or closes it and frees its room (also when none was opened).
+  void giveBack(Pool& pool, detail::HiredisContextPtr ctx, bool kept) noexcept {
+    if (ctx && (!kept || ctx->err != 0)) {
+      ctx.reset(); // closed outside the lock
+    }
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (ctx->err != 0) {
-        --open_;
+      std::lock_guard<std::mutex> lock(pool.mutex);
+      if (ctx) {
+        pool.idle.push_back(std::move(ctx));
       } else {
-        idle_.push_back(std::move(ctx));
+        --pool.open;
       }
     }
-    available_.notify_one();
+    pool.available.notify_one();
   }
 
   const HiredisOptions options_;
-  std::mutex mutex_;
-  std::condition_variable available_;
-  std::vector<detail::HiredisContextPtr> idle_;
-  std::size_t open_ = 0;
+  std::atomic<Pool*> pool_{nullptr};
 };
 
 } // namespace cacheaside
