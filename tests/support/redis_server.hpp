@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -48,6 +49,27 @@ inline int freeLoopbackPort() {
 inline std::string redisServerBinary() {
   const char* configured = std::getenv("CACHEASIDE_REDIS_SERVER");
   return configured != nullptr && *configured != '\0' ? configured : "redis-server";
+}
+
+// Arguments that allow DEBUG: Redis 7 made it opt-in with --enable-debug-command, which Redis 6
+// rejects (it allows DEBUG anyway). Valkey, forked from Redis 7.2, takes the option.
+inline std::vector<std::string> enableDebugCommandArgs() {
+  const std::string command = "'" + redisServerBinary() + "' --version";
+  std::string version;
+  if (FILE* out = ::popen(command.c_str(), "r")) {
+    char buffer[256];
+    while (std::fgets(buffer, sizeof buffer, out) != nullptr) {
+      version += buffer;
+    }
+    ::pclose(out);
+  }
+  const auto at = version.find(" v=");
+  const bool redis6OrOlder = version.rfind("Redis ", 0) == 0 && at != std::string::npos &&
+                             std::atoi(version.c_str() + at + 3) < 7;
+  if (redis6OrOlder) {
+    return {};
+  }
+  return {"--enable-debug-command", "yes"};
 }
 
 class RedisServer {
