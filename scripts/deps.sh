@@ -111,9 +111,10 @@ fetch_orig() {
       ;;
   esac
   if [ ! -s "$apt_dir/tarballs/$file" ]; then
+    # Explicit returns: errexit is off in the caller's `if`.
     /usr/lib/apt/apt-helper -o APT::Sandbox::User=root download-file "$url" \
-      "$apt_dir/tarballs/$file.part" "$hash" >&2
-    mv "$apt_dir/tarballs/$file.part" "$apt_dir/tarballs/$file"
+      "$apt_dir/tarballs/$file.part" "$hash" >&2 || return 1
+    mv "$apt_dir/tarballs/$file.part" "$apt_dir/tarballs/$file" || return 1
   fi
   echo "$apt_dir/tarballs/$file"
 }
@@ -155,7 +156,11 @@ for name in "${todo[@]}"; do
   read -r source version <<<"${spec[$name]}"
   started=$(date +%s)
   echo "== deps: building $name from Debian source package $source"
-  tarball=$(fetch_orig "$source" "$version")
+  # Indexes read on an earlier run may name a tarball the archive has since replaced: reread.
+  if ! tarball=$(fetch_orig "$source" "$version"); then
+    apt-get "${apt_opts[@]}" -qq update
+    tarball=$(fetch_orig "$source" "$version")
+  fi
   work="$cache/build/$name"
   log="$cache/build/$name.log"
   unpack "$tarball" "$work"

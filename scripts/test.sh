@@ -67,7 +67,9 @@ compat_stage() {
     -DCMAKE_PREFIX_PATH="$deps_cache/hiredis-1.2.0;$deps_cache/catch2-3.7.1" >/dev/null
   cmake --build --preset compat -j 2
   # The build really used them, not Debian's hiredis 0.14 and Catch2 2.13.
-  if ! ldd build/compat/tests/integration_tests | grep -q "$deps_cache/hiredis-1.2.0/lib/"; then
+  local libs # not piped into grep -q: its early exit fails the pipeline under pipefail
+  libs=$(ldd build/compat/tests/integration_tests)
+  if [[ "$libs" != *"$deps_cache/hiredis-1.2.0/lib/"* ]]; then
     echo "compat: integration_tests is not linked against hiredis 1.2.0" >&2
     return 1
   fi
