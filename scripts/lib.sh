@@ -23,17 +23,19 @@ install_packages() {
     "${missing[@]}" >/dev/null
 }
 
-# start_redis: starts redis-server on a free loopback port, without persistence, and sets
-# REDIS_PORT and REDIS_PID. The caller stops it with stop_redis (trap it on EXIT).
+# start_redis: starts redis-server ($CACHEASIDE_REDIS_SERVER when set, e.g. a valkey-server) on
+# a free loopback port, without persistence, and sets REDIS_PORT and REDIS_PID. The caller stops
+# it with stop_redis (trap it on EXIT).
 start_redis() {
   local attempt port
+  local server=${CACHEASIDE_REDIS_SERVER:-redis-server}
   REDIS_DIR=$(mktemp -d)
   for attempt in 1 2 3 4 5 6 7 8 9 10; do
     port=$(( 20000 + RANDOM % 30000 ))
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       continue # something listens there already
     fi
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    "$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
       --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" &
     REDIS_PID=$!
     local i
@@ -51,7 +53,7 @@ start_redis() {
     kill "$REDIS_PID" 2>/dev/null || true
     wait "$REDIS_PID" 2>/dev/null || true
   done
-  echo "could not start redis-server" >&2
+  echo "could not start $server" >&2
   return 1
 }
 

@@ -33,7 +33,7 @@ struct LoaderFailed : std::runtime_error {
 };
 } // namespace
 
-TEST_CASE("a miss loads once; the next call is a hit served from Redis") {
+TEST_CASE("a miss loads once and the next call is a hit served from Redis") {
   HiredisClient client(testsupport::clientOptions());
   CacheAside<Product> cache(client, testsupport::cacheOptions("hit"));
   int loads = 0;
@@ -156,7 +156,7 @@ TEST_CASE("a per-call TTL overrides the cache's") {
                   std::invalid_argument);
 }
 
-TEST_CASE("get peeks without loading; set warms the cache") {
+TEST_CASE("get peeks without loading and set warms the cache") {
   HiredisClient client(testsupport::clientOptions());
   auto options = testsupport::cacheOptions("peek");
   CacheAside<Product> cache(client, options);
@@ -264,7 +264,7 @@ TEST_CASE("a loader exception is shared by coalesced callers and never cached") 
   CHECK(cache.getOrLoad("p", [] { return product(2); }) == product(2));
 }
 
-TEST_CASE("Redis failures never reach getOrLoad's caller; invalidate reports them") {
+TEST_CASE("Redis failures never reach getOrLoad's caller but invalidate reports them") {
   testsupport::RedisServer server({"--requirepass", "right"});
   auto unreachable = testsupport::clientOptions("127.0.0.1", testsupport::freeLoopbackPort());
   auto wrongPassword = testsupport::clientOptions(server.host(), server.port());

@@ -64,7 +64,7 @@ TEST_CASE("nothing listening is a ConnectionError naming the endpoint") {
 }
 
 TEST_CASE("a command slower than the command timeout is a TimeoutError, and the pool recovers") {
-  testsupport::RedisServer server({"--enable-debug-command", "yes"});
+  testsupport::RedisServer server(testsupport::enableDebugCommandArgs());
   auto o = testsupport::clientOptions(server.host(), server.port());
   o.commandTimeout = 100ms;
   o.poolSize = 1;

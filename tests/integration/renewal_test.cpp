@@ -111,6 +111,14 @@ TEST_CASE("when the lease holder's process dies, a waiter takes over within lock
     });
     ::_exit(1);
   }
+  // A failed REQUIRE must not leave the child paused forever, holding ctest's output pipe.
+  struct KillOnExit {
+    pid_t pid;
+    ~KillOnExit() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } const reaper{child};
   char byte = 0;
   REQUIRE(::read(loading[0], &byte, 1) == 1);
   HiredisClient client(testsupport::clientOptions());
@@ -132,11 +140,10 @@ TEST_CASE("when the lease holder's process dies, a waiter takes over within lock
       return std::string("taken over");
     });
   });
-  REQUIRE(testsupport::eventually([&] { return waiter.stats().leaseWaits == 1; }));
+  // CHECK, not REQUIRE: the waiter thread must be joined, after the kill frees the lease.
+  CHECK(testsupport::eventually([&] { return waiter.stats().leaseWaits == 1; }));
   const auto killed = std::chrono::steady_clock::now();
   ::kill(child, SIGKILL);
-  int status = 0;
-  ::waitpid(child, &status, 0);
   w.join();
   ::close(loading[0]);
   ::close(loading[1]);

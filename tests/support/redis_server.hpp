@@ -1,6 +1,8 @@
 #pragma once
 // A private redis-server for one test: started on a free loopback port, without persistence,
-// stopped by PID. Tests that stop, kill or restart Redis use their own instance.
+// stopped by PID. Tests that stop, kill or restart Redis use their own instance. The binary is
+// $CACHEASIDE_REDIS_SERVER when set (scripts/test.sh points it at the server under test, e.g. a
+// valkey-server), else redis-server from PATH.
 
 #include <hiredis/hiredis.h>
 
@@ -13,6 +15,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -39,6 +43,33 @@ inline int freeLoopbackPort() {
   }
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// The redis-server (or compatible) binary the tests start.
+inline std::string redisServerBinary() {
+  const char* configured = std::getenv("CACHEASIDE_REDIS_SERVER");
+  return configured != nullptr && *configured != '\0' ? configured : "redis-server";
+}
+
+// Arguments that allow DEBUG: Redis 7 made it opt-in with --enable-debug-command, which Redis 6
+// rejects (it allows DEBUG anyway). Valkey, forked from Redis 7.2, takes the option.
+inline std::vector<std::string> enableDebugCommandArgs() {
+  const std::string command = "'" + redisServerBinary() + "' --version";
+  std::string version;
+  if (FILE* out = ::popen(command.c_str(), "r")) {
+    char buffer[256];
+    while (std::fgets(buffer, sizeof buffer, out) != nullptr) {
+      version += buffer;
+    }
+    ::pclose(out);
+  }
+  const auto at = version.find(" v=");
+  const bool redis6OrOlder = version.rfind("Redis ", 0) == 0 && at != std::string::npos &&
+                             std::atoi(version.c_str() + at + 3) < 7;
+  if (redis6OrOlder) {
+    return {};
+  }
+  return {"--enable-debug-command", "yes"};
 }
 
 class RedisServer {
@@ -81,8 +112,8 @@ private:
   bool tryStart() {
     // Everything the child needs is built before fork(): only exec-safe calls after it.
     std::vector<std::string> args{
-        "redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",  "--save", "",
-        "--appendonly", "no",     "--daemonize",         "no",     "--loglevel", "warning"};
+        redisServerBinary(), "--port", std::to_string(port_), "--bind", "127.0.0.1",  "--save", "",
+        "--appendonly",      "no",     "--daemonize",         "no",     "--loglevel", "warning"};
     args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
     std::vector<char*> argv;
     for (auto& a : args) {
@@ -99,7 +130,7 @@ private:
         ::dup2(devnull, STDOUT_FILENO);
         ::dup2(devnull, STDERR_FILENO);
       }
-      ::execvp("redis-server", argv.data());
+      ::execvp(argv[0], argv.data());
       ::_exit(127);
     }
     pid_ = pid;

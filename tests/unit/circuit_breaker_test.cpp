@@ -26,7 +26,7 @@ TEST_CASE("the breaker opens after threshold consecutive failures, not scattered
   CHECK_FALSE(breaker.allow(t0 + 499ms));
 }
 
-TEST_CASE("after the cool-down exactly one probe is let through; its success closes") {
+TEST_CASE("after the cool-down exactly one probe is let through and its success closes") {
   CircuitBreaker breaker(1, 500ms);
   breaker.onFailure(t0);
   CHECK(breaker.allow(t0 + 500ms));       // the probe

@@ -20,8 +20,9 @@ int main() {
     std::printf("compressors did not round-trip\n");
     return 1;
   }
-  std::printf("consumer built against cacheaside %d.%d.%d, namespace %s\n",
+  // run_consumer.cmake checks the hiredis version: the consumer must use the one the suite used.
+  std::printf("consumer built against cacheaside %d.%d.%d and hiredis %d.%d.%d, namespace %s\n",
               CACHEASIDE_VERSION_MAJOR, CACHEASIDE_VERSION_MINOR, CACHEASIDE_VERSION_PATCH,
-              cache.options().keyNamespace.c_str());
+              HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, cache.options().keyNamespace.c_str());
   return 0;
 }
