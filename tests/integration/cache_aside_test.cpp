@@ -294,8 +294,10 @@ TEST_CASE("a Redis that refuses writes still serves hits, and misses load uncach
   HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
   CacheAside<Product> cache(client, testsupport::cacheOptions("readonly"));
   cache.getOrLoad("cached", [] { return product(1); });
-  // Writes now fail with NOREPLICAS, as they would with OOM, MISCONF or on a replica.
-  REQUIRE(testsupport::cmd(client, {"CONFIG", "SET", "min-replicas-to-write", "1"}).str == "OK");
+  // Writes now fail with OOM, as they would with MISCONF, NOREPLICAS or on a replica.
+  REQUIRE(testsupport::cmd(client, {"CONFIG", "SET", "maxmemory-policy", "noeviction"}).str ==
+          "OK");
+  REQUIRE(testsupport::cmd(client, {"CONFIG", "SET", "maxmemory", "1"}).str == "OK");
   int loads = 0;
   const auto load = [&] {
     ++loads;

@@ -50,7 +50,8 @@ TEST_CASE("msgpack-cxx values round-trip through Redis, stored after the envelop
   CHECK(cache.stats().decodeFailures == 0);
 
   const std::string stored =
-      testsupport::cmd(client, {"GET", cacheaside::store::valueKey(options.keyNamespace, "list")}).str;
+      testsupport::cmd(client, {"GET", cacheaside::store::valueKey(options.keyNamespace, "list")})
+          .str;
   std::string expected;
   cacheaside::MsgpackSerializer<Items>::encode(kItems, expected);
   CHECK(stored.substr(cacheaside::envelope::kHeaderSize) == expected);

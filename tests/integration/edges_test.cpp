@@ -82,7 +82,7 @@ template <typename F> std::chrono::milliseconds timed(F&& f) {
 }
 } // namespace
 
-TEST_CASE("a lease whose lookup reply was lost is released once Redis answers; no one waits") {
+TEST_CASE("a lease whose lookup reply was lost is released once Redis answers: no one waits") {
   HiredisClient client(testsupport::clientOptions());
   const auto options = leaseOptions("lost-lookup");
   FaultyClient faulty(client, isLookup, FaultyClient::Fault::LoseReply);
@@ -99,7 +99,7 @@ TEST_CASE("a lease whose lookup reply was lost is released once Redis answers; n
   CHECK(other.get("k") == std::optional<std::string>("v")); // and cached, not loaded uncached
 }
 
-TEST_CASE("a fill answered with an error reply gives its lease up; no one waits") {
+TEST_CASE("a fill answered with an error reply gives its lease up: no one waits") {
   HiredisClient client(testsupport::clientOptions());
   const auto options = leaseOptions("refused-fill");
   FaultyClient faulty(

@@ -30,9 +30,12 @@ public:
         breaker_(options.breakerThreshold, options.breakerCooldown) {}
 
   // Sends commands (one round trip; one more for scripts the server had not cached). Throws
-  // ConnectionError (counted, reported, fed to the breaker) when the transport fails.
-  std::vector<Reply> exchange(std::string_view key, const std::vector<Command>& commands) {
-    std::vector<Reply> replies = funnel(key, [&] {
+  // ConnectionError (counted, reported, fed to the breaker) when the transport fails. Background
+  // calls (lease renewals and releases, retried on their own schedule) are neither counted nor
+  // held against Redis: a caller's calls are what the counters and the breaker speak of.
+  std::vector<Reply> exchange(std::string_view key, const std::vector<Command>& commands,
+                              bool background = false) {
+    std::vector<Reply> replies = funnel(key, background, [&] {
       return commands.size() == 1 ? std::vector<Reply>{client_.command(commands.front())}
                                   : client_.pipeline(commands);
     });
@@ -48,7 +51,7 @@ public:
       }
     }
     if (!retry.empty()) {
-      std::vector<Reply> again = funnel(key, [&] { return client_.pipeline(retry); });
+      std::vector<Reply> again = funnel(key, background, [&] { return client_.pipeline(retry); });
       for (std::size_t j = 0; j < at.size() && j < again.size(); ++j) {
         replies[at[j]] = std::move(again[j]);
       }
@@ -67,12 +70,12 @@ public:
         commands.push_back(job.release ? store::Store::release(job.key, job.token)
                                        : store_.renew(job.key, job.keepAlive, job.token));
       }
-      const std::vector<Reply> replies = exchange({}, commands);
+      const std::vector<Reply> replies = exchange({}, commands, true);
       for (std::size_t i = 0; i < jobs.size() && i < replies.size(); ++i) {
         finished[i] = jobs[i].release && store::Store::parseWrite(replies[i]) == store::Write::Done;
       }
     } catch (...) {
-      // Counted by the funnel when Redis failed; the next tick tries again.
+      // The next tick tries again.
     }
     return finished;
   }
@@ -133,7 +136,11 @@ private:
   // Transport failures are counted, reported and fed to the circuit breaker (then rethrown);
   // successes close it. A client out of connections is a local condition: counted apart,
   // never held against Redis.
-  template <typename Call> auto funnel(std::string_view key, Call&& call) -> decltype(call()) {
+  template <typename Call>
+  auto funnel(std::string_view key, bool background, Call&& call) -> decltype(call()) {
+    if (background) {
+      return call();
+    }
     const auto started = now();
     try {
       auto reply = call();
