@@ -120,12 +120,21 @@ public:
       }
     };
     bool joined = false;
-    Found found = state_->flights.run(
-        keys.value, [&] { return runner_.fetch(key, keys, settings, load, state_->renewer); },
-        [&] {
-          joined = true;
-          backend_.count(Counter::coalesced);
-        });
+    Found found;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      joined = false;
+      found = state_->flights.run(
+          keys.value, [&] { return runner_.fetch(key, keys, settings, load, state_->renewer); },
+          [&] {
+            joined = true;
+            backend_.count(Counter::coalesced);
+          });
+      // A load whose write-back was fenced by an invalidation may predate a write that this
+      // caller, having joined at some point during the load, must see: look again, once.
+      if (!(joined && found.fenced)) {
+        break;
+      }
+    }
     std::optional<T> result = std::move(found.value);
     Outcome how = joined ? Outcome::Coalesced : found.outcome;
     if (found.refresh != flow::Refresh::None) {

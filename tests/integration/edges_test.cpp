@@ -150,6 +150,37 @@ TEST_CASE("a call that starts after invalidate returned never gets a value loade
   CHECK(cache.get("k") == std::optional<std::string>("v2"));
 }
 
+TEST_CASE("a caller that joined a load fenced by another process's invalidation looks again") {
+  HiredisClient client(testsupport::clientOptions());
+  const auto options = testsupport::cacheOptions("fenced-join");
+  CacheAside<std::string> reader(client, options);
+  CacheAside<std::string> writer(client, options); // another process
+  std::atomic<int> version{1};
+  testsupport::Latch loading(1), release(1);
+  std::string first;
+  std::thread before([&] {
+    first = reader.getOrLoad("k", [&] {
+      const std::string v = "v" + std::to_string(version.load());
+      loading.countDown();
+      release.wait();
+      return v;
+    });
+  });
+  loading.wait();
+  version = 2;
+  writer.invalidate("k"); // the write, invalidated in the other process
+  std::string after;
+  std::thread late([&] {
+    after = reader.getOrLoad("k", [&] { return "v" + std::to_string(version.load()); });
+  });
+  REQUIRE(testsupport::eventually([&] { return reader.stats().coalesced == 1; }));
+  release.countDown(); // the load ends; its write-back is fenced
+  before.join();
+  late.join();
+  CHECK(first == "v1");
+  CHECK(after == "v2");
+}
+
 TEST_CASE("a loader that reads its own key gets an exception, not a deadlock") {
   HiredisClient client(testsupport::clientOptions());
   CacheAside<std::string> cache(client, testsupport::cacheOptions("reentrant"));

@@ -153,6 +153,7 @@ TEST_CASE("flow: a fill refused because the key was invalidated is counted, noth
   flow.onLoaded(value("R"), 0.5);
   CHECK(flow.onReplies({integer(0)}, f.t0).kind == Kind::Done);
   CHECK(f.sink[Counter::fencedWrites] == 1);
+  CHECK(flow.fenced());
   CHECK(flow.result() == GetFlow::Result::Loaded);
 }
 

@@ -30,6 +30,7 @@ public:
     flow::Refresh refresh = flow::Refresh::None;
     long long pttl = -1; // the value's remaining TTL when read (when it was asked for)
     Outcome outcome = Outcome::Hit;
+    bool fenced = false; // loaded while the key was invalidated: may predate a write
   };
 
   // The references must outlive the runner.
@@ -76,6 +77,7 @@ public:
       break;
     }
     found.outcome = Outcome::Loaded;
+    found.fenced = flow.fenced();
     backend_.emitSince(EventType::Miss, key, started);
     return found;
   }

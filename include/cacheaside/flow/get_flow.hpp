@@ -144,6 +144,9 @@ public:
   Refresh refresh() const noexcept { return refresh_; }
   /// Done with Hit: the key's remaining TTL when read (ms; -1 unknown).
   long long pttl() const noexcept { return pttl_; }
+  /// Done with Loaded: whether the write-back was refused because the key was invalidated (or
+  /// overwritten) during the load: the value may predate a write.
+  bool fenced() const noexcept { return fenced_; }
   /// Done: a lease a Redis failure may have left behind, for the driver to release later.
   std::optional<LeaseRef> leftBehind() const noexcept {
     if (!leftBehind_) {
@@ -278,6 +281,7 @@ private:
       return done(result_);
     case store::Write::Fenced:
       sink_.count(Counter::fencedWrites);
+      fenced_ = true;
       return done(result_);
     case store::Write::Failed:
       break;
@@ -330,7 +334,7 @@ private:
   Refresh refresh_ = Refresh::None;
   int takeovers_ = 0;
   bool first_ = true, waited_ = false, holdsLease_ = false, retriedScripted_ = false,
-       leftBehind_ = false;
+       leftBehind_ = false, fenced_ = false;
 };
 
 } // namespace cacheaside::flow
