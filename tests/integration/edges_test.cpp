@@ -170,9 +170,8 @@ TEST_CASE("a caller that joined a load fenced by another process's invalidation 
   version = 2;
   writer.invalidate("k"); // the write, invalidated in the other process
   std::string after;
-  std::thread late([&] {
-    after = reader.getOrLoad("k", [&] { return "v" + std::to_string(version.load()); });
-  });
+  std::thread late(
+      [&] { after = reader.getOrLoad("k", [&] { return "v" + std::to_string(version.load()); }); });
   REQUIRE(testsupport::eventually([&] { return reader.stats().coalesced == 1; }));
   release.countDown(); // the load ends; its write-back is fenced
   before.join();
