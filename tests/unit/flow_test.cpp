@@ -157,7 +157,7 @@ TEST_CASE("flow: a fill refused because the key was invalidated is counted, noth
   CHECK(flow.result() == GetFlow::Result::Loaded);
 }
 
-TEST_CASE("flow: a fill that meets an error reply gives the lease up; a lost one leaves it") {
+TEST_CASE("flow: a fill that meets an error reply gives the lease up, and a lost one leaves it") {
   Fixture f;
   GetFlow flow(f.store, f.keys, f.settings, f.sink);
   flow.start();
@@ -221,7 +221,7 @@ TEST_CASE("flow: a waiter polls with doubling pauses up to pollMax within its wa
   CHECK(f.sink[Counter::misses] == 1);
 }
 
-TEST_CASE("flow: a waiter whose holder fills gets the value; under Throw a timeout gives up") {
+TEST_CASE("flow: a waiter whose holder fills gets the value, and under Throw a timeout gives up") {
   Fixture f;
   GetFlow flow(f.store, f.keys, f.settings, f.sink);
   flow.start();
@@ -317,7 +317,7 @@ TEST_CASE("flow: a server without SET NX GET switches the store to the scripted 
   CHECK(runs(next.start(), scripts::lookup()));
 }
 
-TEST_CASE("flow: a cached \"not found\" is a hit; replies of no known shape load uncached") {
+TEST_CASE("flow: a cached \"not found\" is a hit, and replies of no known shape load uncached") {
   Fixture f;
   GetFlow flow(f.store, f.keys, f.settings, f.sink);
   flow.start();

@@ -92,7 +92,7 @@ TEST_CASE("the codec enforces maxValueBytes and reports serializer failures") {
   CHECK_FALSE(error.empty());
 }
 
-TEST_CASE("a compressed record names its compressor; a cache without it does not decode it") {
+TEST_CASE("a compressed record names its compressor, and a cache without it does not decode it") {
   std::string packed;
   cacheaside::envelope::appendHeader(packed, EntryKind::Value, 0, 0, 3);
   packed += "\x01\x02";
