@@ -2,32 +2,20 @@
 // Fast per-thread randomness for lease tokens and TTL jitter. Seeded from std::random_device and
 // reseeded in a forked child, so two processes never share a token stream.
 
-#include <atomic>
+#include <cacheaside/detail/fork_generation.hpp>
+
 #include <cstdint>
 #include <random>
 
-#include <pthread.h>
-
 namespace cacheaside::detail {
-
-inline std::atomic<std::uint64_t>& forkGeneration() noexcept {
-  static std::atomic<std::uint64_t> generation{0};
-  return generation;
-}
-
-inline void bumpForkGeneration() noexcept {
-  forkGeneration().fetch_add(1, std::memory_order_relaxed);
-}
 
 /// xoshiro256** (Blackman and Vigna), one instance per thread.
 class ThreadRandom {
 public:
   /// The calling thread's generator.
   static ThreadRandom& local() {
-    static const bool registered = (pthread_atfork(nullptr, nullptr, &bumpForkGeneration), true);
-    (void)registered;
     thread_local ThreadRandom instance;
-    const auto generation = forkGeneration().load(std::memory_order_relaxed);
+    const auto generation = currentForkGeneration();
     if (instance.generation_ != generation) {
       instance.seed();
       instance.generation_ = generation;
