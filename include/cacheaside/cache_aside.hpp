@@ -62,7 +62,7 @@ using LoadResult =
 /// \tparam T the cached type; copyable.
 /// \tparam S the serializer (see codec/serializer.hpp); JSON by default, raw bytes for
 /// std::string.
-template <typename T, typename S = Serializer<T>> class CacheAside : detail::ForkAware {
+template <typename T, typename S = Serializer<T>> class CacheAside {
 public:
   /// The cached type.
   using value_type = T;
@@ -75,7 +75,7 @@ public:
       : options_((options.validate(), std::move(options))), store_(options_.lockTtl),
         codec_(CodecOptions{options_.maxValueBytes, options_.compressor, options_.compressAbove}),
         backend_(client, options_, store_), runner_(backend_, store_, codec_), state_(newState()),
-        forkRegistration_(*this) {}
+        forkHook_(*this), forkRegistration_(forkHook_) {}
 
   ~CacheAside() = default;
   CacheAside(const CacheAside&) = delete;
@@ -286,14 +286,19 @@ private:
 
   std::unique_ptr<State> newState() { return std::make_unique<State>(*this); }
 
-  void forkedChild() noexcept override {
-    (void)state_.release(); // its locks and thread belong to the parent: leak, never touch
-    try {
-      state_ = newState();
-    } catch (...) {
-      std::terminate(); // a child that cannot allocate a few hundred bytes cannot go on
+  // Resets the cache's per-process state in a forked child (see detail/fork.hpp).
+  struct ForkHook final : detail::ForkAware {
+    explicit ForkHook(CacheAside& cache) : cache_(cache) {}
+    void forkedChild() noexcept override {
+      (void)cache_.state_.release(); // its locks and thread belong to the parent: never touch
+      try {
+        cache_.state_ = cache_.newState();
+      } catch (...) {
+        std::terminate(); // a child that cannot allocate a few hundred bytes cannot go on
+      }
     }
-  }
+    CacheAside& cache_;
+  };
 
   flow::Settings settingsFor(const CallOptions& call) const {
     flow::Settings s;
@@ -339,6 +344,7 @@ private:
   detail::Runner<T, S> runner_;
   // Its renewer thread uses the backend: destroyed first.
   std::unique_ptr<State> state_;
+  ForkHook forkHook_;
   detail::ForkRegistry::Registration forkRegistration_;
 };
 
