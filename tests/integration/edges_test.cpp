@@ -207,16 +207,18 @@ TEST_CASE("a loader that reads its own key gets an exception, not a deadlock") {
 TEST_CASE("a refresh keeps its value alive: no second load when the TTL ends mid-refresh") {
   HiredisClient client(testsupport::clientOptions());
   auto options = testsupport::cacheOptions("refresh-alive");
-  options.ttl = 300ms;
+  options.ttl = 100ms;
+  options.staleWindow = 300ms; // in Redis for 400 ms; stale after 100 ms: a refresh is certain
   options.ttlJitter = 0;
-  options.xfetchBeta = 100; // every read after a 50 ms load is due for an early refresh
   CacheAside<std::string> refresher(client, options);
   CacheAside<std::string> other(client, options); // another process
-  refresher.getOrLoad("k", [] {
-    std::this_thread::sleep_for(50ms); // a measurable load time for XFetch
-    return std::string("v1");
-  });
+  refresher.getOrLoad("k", [] { return std::string("v1"); });
   const auto written = Clock::now();
+  const std::string key = cacheaside::store::valueKey(options.keyNamespace, "k");
+  REQUIRE(testsupport::eventually([&] {
+    const long long left = testsupport::cmd(client, {"PTTL", key}).integer;
+    return left >= 0 && left <= 300; // stale
+  }));
   testsupport::Latch loading(1), release(1);
   std::thread t([&] {
     refresher.getOrLoad("k", [&] {
@@ -226,8 +228,8 @@ TEST_CASE("a refresh keeps its value alive: no second load when the TTL ends mid
     });
   });
   loading.wait();
-  // Let the value's own TTL run out (with a wide margin) while the refresh still loads.
-  REQUIRE(testsupport::eventually([&] { return Clock::now() > written + 3 * options.ttl; }));
+  // Let the value's own 400 ms run out (with a wide margin) while the refresh still loads.
+  REQUIRE(testsupport::eventually([&] { return Clock::now() > written + 1200ms; }));
   std::atomic<int> otherLoads{0};
   const std::string seen = other.getOrLoad("k", [&] {
     ++otherLoads;
