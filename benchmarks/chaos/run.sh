@@ -11,7 +11,8 @@ cd "$root"
 source scripts/lib.sh
 
 install_packages cmake ninja-build g++ pkg-config libhiredis-dev nlohmann-json3-dev catch2 \
-  redis-server redis-tools libcpp-httplib-dev libsqlite3-dev
+  redis-server redis-tools libcpp-httplib-dev libsqlite3-dev libboost-dev libmsgpack-cxx-dev \
+  liblz4-dev libzstd-dev
 
 echo "== build (release preset, target chaos)"
 cmake --preset release >/dev/null

@@ -21,7 +21,8 @@ cd "$root"
 source scripts/lib.sh
 
 install_packages cmake ninja-build g++ pkg-config libhiredis-dev nlohmann-json3-dev \
-  libboost-dev libsqlite3-dev redis-server redis-tools wrk curl util-linux nodejs
+  libboost-dev libsqlite3-dev libmsgpack-cxx-dev liblz4-dev libzstd-dev redis-server redis-tools \
+  wrk curl util-linux nodejs
 if ! command -v npm >/dev/null; then
   install_packages npm
 fi
