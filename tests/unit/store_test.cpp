@@ -77,8 +77,10 @@ TEST_CASE("store: the lookup is SET NX PX GET with the lease time, and PTTL when
 
 TEST_CASE("store: lookup replies are classified") {
   const Store store(1s);
+  std::vector<Reply> replies; // a Lookup's bytes view into the replies it was parsed from
   const auto parse = [&](Reply first, Reply second = reply(Reply::Type::Integer, {}, 77)) {
-    return store.parseLookup({std::move(first), std::move(second)});
+    replies = {std::move(first), std::move(second)};
+    return store.parseLookup(replies);
   };
   Lookup l = parse(reply(Reply::Type::String, "bytes"));
   CHECK(l.kind == Lookup::Kind::Record);
