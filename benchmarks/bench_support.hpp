@@ -35,7 +35,7 @@ inline cacheaside::Reply cmd(cacheaside::RedisClient& client, const cacheaside::
   return client.command(cacheaside::Command{key, argv});
 }
 
-/// One row of ../shared/data/products-20.json.
+/// One row of benchmarks/data/products-20.json.
 struct Product {
   int id = 0;
   std::string name;
