@@ -202,25 +202,29 @@ TEST_CASE("a value larger than maxValueBytes is returned but not cached") {
   CHECK(exists(client, cacheaside::store::valueKey(options.keyNamespace, "small")));
 }
 
-TEST_CASE("concurrent callers in one process share one lookup, one load and one result") {
+TEST_CASE("callers that arrive during a load in one process share it and its result") {
   HiredisClient client(testsupport::clientOptions());
   CacheAside<Product> cache(client, testsupport::cacheOptions("coalesce"));
   constexpr int kThreads = 16;
   std::atomic<int> loads{0};
   std::atomic<int> correct{0};
-  testsupport::Latch release(1);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&] {
-      const Product p = cache.getOrLoad("p", [&] {
-        ++loads;
-        release.wait();
-        return product(8);
-      });
-      if (p == product(8)) {
-        ++correct;
-      }
+  testsupport::Latch loading(1), release(1);
+  auto call = [&] {
+    const Product p = cache.getOrLoad("p", [&] {
+      ++loads;
+      loading.countDown();
+      release.wait();
+      return product(8);
     });
+    if (p == product(8)) {
+      ++correct;
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(call);
+  loading.wait(); // the first caller holds the lease and loads
+  for (int i = 1; i < kThreads; ++i) {
+    threads.emplace_back(call);
   }
   REQUIRE(testsupport::eventually([&] { return cache.stats().coalesced == kThreads - 1; }));
   release.countDown();
@@ -240,19 +244,23 @@ TEST_CASE("a loader exception is shared by coalesced callers and never cached") 
   CacheAside<Product> cache(client, testsupport::cacheOptions("coalesce-throw"));
   constexpr int kThreads = 8;
   std::atomic<int> failures{0};
-  testsupport::Latch release(1);
+  testsupport::Latch loading(1), release(1);
+  auto call = [&] {
+    try {
+      cache.getOrLoad("p", [&]() -> Product {
+        loading.countDown();
+        release.wait();
+        throw LoaderFailed("db down");
+      });
+    } catch (const LoaderFailed&) {
+      ++failures;
+    }
+  };
   std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&] {
-      try {
-        cache.getOrLoad("p", [&]() -> Product {
-          release.wait();
-          throw LoaderFailed("db down");
-        });
-      } catch (const LoaderFailed&) {
-        ++failures;
-      }
-    });
+  threads.emplace_back(call);
+  loading.wait();
+  for (int i = 1; i < kThreads; ++i) {
+    threads.emplace_back(call);
   }
   REQUIRE(testsupport::eventually([&] { return cache.stats().coalesced == kThreads - 1; }));
   release.countDown();
