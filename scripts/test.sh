@@ -35,17 +35,21 @@ server_binary() {
   esac
 }
 
-# use_server NAME: (re)starts the shared test server as NAME; tests' private servers follow.
+# use_server NAME: (re)starts the shared test server and the shared test cluster (3 masters,
+# 3 replicas) as NAME; tests' private servers and clusters follow.
 use_server() {
   stop_redis
+  stop_cluster
   CACHEASIDE_REDIS_SERVER=$(server_binary "$1")
   export CACHEASIDE_REDIS_SERVER
   start_redis
   export CACHEASIDE_TEST_REDIS="127.0.0.1:$REDIS_PORT"
+  start_cluster
+  export CACHEASIDE_TEST_CLUSTER="127.0.0.1:$CLUSTER_PORT"
   echo "== server: $("$CACHEASIDE_REDIS_SERVER" --version)"
 }
 
-trap stop_redis EXIT
+trap 'stop_redis; stop_cluster' EXIT
 trap 'exit 130' INT TERM
 
 bash scripts/check-format.sh
