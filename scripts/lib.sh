@@ -88,7 +88,8 @@ start_cluster() {
       node_dir="$CLUSTER_DIR/$i"
       mkdir -p "$node_dir"
       "$server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-        --cluster-enabled yes --cluster-config-file "$node_dir/nodes.conf" \
+        --repl-diskless-sync-delay 0 --cluster-enabled yes \
+        --cluster-config-file "$node_dir/nodes.conf" \
         --cluster-node-timeout 2000 --dir "$node_dir" --logfile "$node_dir/redis.log" &
       local pid=$!
       local up=0 j

@@ -76,10 +76,10 @@ public:
     }
     dir_ = pattern;
     for (int i = 0; i < kNodes; ++i) {
-      nodes_.push_back(std::make_unique<RedisServer>(
-          std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file",
-                                   dir_ + "/nodes-" + std::to_string(i) + ".conf",
-                                   "--cluster-node-timeout", "2000", "--dir", dir_}));
+      nodes_.push_back(std::make_unique<RedisServer>(std::vector<std::string>{
+          "--repl-diskless-sync-delay", "0", "--cluster-enabled", "yes", "--cluster-config-file",
+          dir_ + "/nodes-" + std::to_string(i) + ".conf", "--cluster-node-timeout", "2000", "--dir",
+          dir_}));
     }
     std::string command = "redis-cli --cluster create";
     for (const auto& n : nodes_) {
@@ -91,6 +91,10 @@ public:
     }
     if (!waitOk(std::chrono::seconds(30))) {
       throw std::runtime_error("the test cluster did not reach cluster_state:ok in 30 s");
+    }
+    // A replica that never synced cannot take over: failover tests need all three in sync.
+    if (!waitReplicasInSync(std::chrono::seconds(30))) {
+      throw std::runtime_error("the test cluster's replicas did not sync in 30 s");
     }
   }
 
@@ -120,6 +124,29 @@ public:
         }
       }
       if (ok) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  // Until three running nodes are replicas whose link to their master is up, or the limit passes.
+  bool waitReplicasInSync(std::chrono::milliseconds limit) const {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int inSync = 0;
+      for (const auto& n : nodes_) {
+        try {
+          if (n->running() &&
+              adminCommand(n->port(), {"INFO", "replication"}).find("master_link_status:up") !=
+                  std::string::npos) {
+            ++inSync;
+          }
+        } catch (const std::exception&) {
+        }
+      }
+      if (inSync >= kNodes / 2) {
         return true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
