@@ -18,6 +18,7 @@
 #include <cacheaside/cacheaside.hpp>
 
 #include <arpa/inet.h>
+#include <cacheaside/client/hiredis_cluster.hpp>
 #include <cacheaside/hiredis_client.hpp>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -42,13 +43,14 @@ using bench::TimedResult;
 
 struct Config {
   int port = 0;
+  int clusterPort = 0; // --cluster PORT: a seed of a Redis Cluster, for the cluster section
   std::string dataPath;
   std::string placement = "not pinned";
   int reps = 5;
   std::chrono::milliseconds hitDuration = 100ms;  // per slice: 4 slices a run
   std::chrono::milliseconds scaleDuration = 60ms; // per slice
   int missesPerRun = 1000;
-  std::string sections = "hit,miss,stampede,scaling,outage,codec";
+  std::string sections = "hit,miss,stampede,scaling,outage,codec,cluster";
   std::chrono::milliseconds commandTimeout{0}; // 0: HiredisOptions' default
   std::string profile; // --profile CASE: run only that case, for perf or callgrind
   long profileOps = 20000;
@@ -651,6 +653,85 @@ void outage(const Config& cfg, const Products& products, bench::Table& table) {
              "—"});
 }
 
+// 6. Redis Cluster: the hit path through HiredisClusterClient against HiredisClient, same
+// payload, same run; then the 4 × 50 stampede on the cluster.
+void clusterSection(const Config& cfg, const Products& products, const std::string& payload,
+                    const std::string& runId, bench::Table& table) {
+  cacheaside::HiredisClusterOptions co;
+  co.seeds = {"127.0.0.1:" + std::to_string(cfg.clusterPort)};
+  co.node = poolOptions(cfg, 8);
+  {
+    cacheaside::HiredisClient standaloneClient(poolOptions(cfg, 8));
+    cacheaside::HiredisClusterClient clusterClient(co);
+    JsonCache standalone(standaloneClient, cacheOptions("bench-json"));
+    JsonCache cluster(clusterClient, cacheOptions("bench-json"));
+    for (int t = 0; t < 2; ++t) {
+      const std::string key = "hit:" + std::to_string(t);
+      standalone.set(key, products, std::chrono::hours(1));
+      cluster.set(key, products, std::chrono::hours(1));
+    }
+    const auto ownKey = [](int t) { return "hit:" + std::to_string(t); };
+    const auto d = cfg.hitDuration;
+    std::vector<Case> cases;
+    for (int threads : {1, 2}) {
+      cases.push_back(Case{"standalone",
+                           threads,
+                           [threads, d, &standalone, ownKey] {
+                             return bench::timedRun(threads, d, true, [&standalone, ownKey](int t) {
+                               return cacheHit(standalone, ownKey(t));
+                             });
+                           },
+                           -1,
+                           {}});
+      cases.push_back(Case{"cluster",
+                           threads,
+                           [threads, d, &cluster, ownKey] {
+                             return bench::timedRun(threads, d, true, [&cluster, ownKey](int t) {
+                               return cacheHit(cluster, ownKey(t));
+                             });
+                           },
+                           static_cast<int>(cases.size()) - 1,
+                           {}});
+    }
+    runInterleaved(cases, cfg.reps);
+    for (const Case& c : cases) {
+      if (c.baseline < 0) {
+        continue;
+      }
+      const Case& base = cases[static_cast<std::size_t>(c.baseline)];
+      const double tr = timeRatio(c, base);
+      const double pr = p50Ratio(c, base);
+      table.add({"6 cluster",
+                 "hit, JSON, " + std::to_string(c.threads) +
+                     " thr, own keys: HiredisClusterClient vs HiredisClient (standalone)",
+                 latencyCell(c), latencyCell(base), bench::format("time/op %.3f, p50 %.3f", tr, pr),
+                 "≤ 1.05", verdict(tr <= 1.05 && pr <= 1.05)});
+    }
+    if (cluster.stats().loads != 0 || standalone.stats().loads != 0) {
+      throw std::runtime_error("bench: the cluster hit path loaded");
+    }
+  } // no thread of ours runs while the stampede forks
+  std::vector<double> loads;
+  std::vector<double> wall;
+  long long failures = 0;
+  for (int rep = 0; rep < cfg.reps; ++rep) {
+    const std::string key = "st:" + runId + ":cluster:" + std::to_string(rep);
+    const bench::StampedeResult r =
+        bench::stampede(bench::StampedeMode::CacheShared, 4, 50, poolOptions(cfg, 8), products,
+                        payload, key, key + ":loads", co.seeds.front());
+    loads.push_back(static_cast<double>(r.loads));
+    wall.push_back(r.wallMs);
+    failures += r.failures + r.redisErrors + r.waitTimeouts;
+  }
+  const double worst = *std::max_element(loads.begin(), loads.end());
+  table.add(
+      {"6 cluster", "stampede, 4 proc × 50 thr, cold key, 100 ms loader, on the cluster",
+       bench::format("loads %.0f (worst %.0f), %.0f ms%s", bench::median(loads), worst,
+                     bench::median(wall),
+                     failures != 0 ? bench::format(" [%lld failures]", failures).c_str() : ""),
+       "—", "—", "1 load", verdict(worst <= 1.0 && failures == 0)});
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -668,6 +749,8 @@ Config parseArgs(int argc, char** argv) {
     const bool hasValue = i + 1 < argc;
     if (a == "--port" && hasValue) {
       cfg.port = std::atoi(argv[++i]);
+    } else if (a == "--cluster" && hasValue) {
+      cfg.clusterPort = std::atoi(argv[++i]);
     } else if (a == "--data" && hasValue) {
       cfg.dataPath = argv[++i];
     } else if (a == "--placement" && hasValue) {
@@ -688,8 +771,9 @@ Config parseArgs(int argc, char** argv) {
       cfg.missesPerRun = 200;
     } else {
       throw std::runtime_error(
-          "usage: bench --port PORT --data products-20.json [--placement TEXT] [--reps N] "
-          "[--quick] [--sections hit,miss,stampede,scaling,outage,codec] [--command-timeout MS] "
+          "usage: bench --port PORT --data products-20.json [--cluster PORT] [--placement TEXT] "
+          "[--reps N] [--quick] [--sections hit,miss,stampede,scaling,outage,codec,cluster] "
+          "[--command-timeout MS] "
           "[--profile hand|json|msgpack|cbor|msgpack-cxx|raw-set-get [--ops N]]");
     }
   }
@@ -742,6 +826,9 @@ int main(int argc, char** argv) {
     }
     if (wanted(cfg, "outage")) {
       outage(cfg, products, table);
+    }
+    if (wanted(cfg, "cluster") && cfg.clusterPort > 0) {
+      clusterSection(cfg, products, payload, runId, table);
     }
 
     std::printf("\npayload: %zu products; JSON %zu bytes (file %zu), MessagePack %zu, CBOR %zu, "
