@@ -61,9 +61,13 @@ using MsgPackCache = cacheaside::CacheAside<Products, cacheaside::MsgPackSeriali
 using CborCache = cacheaside::CacheAside<Products, cacheaside::CborSerializer<Products>>;
 using MsgpackCxxCache = cacheaside::CacheAside<Products, cacheaside::MsgpackSerializer<Products>>;
 
+// The payload's shape, set once from the data file, for consume() to check reads against.
+std::size_t gProductCount = 0;
+int gFirstId = 0;
+
 // Keeps results observable, and checks them, without costing more than a compare.
 void consume(const Products& v) {
-  if (v.size() != 20 || v.front().id != 1) {
+  if (v.size() != gProductCount || v.front().id != gFirstId) {
     throw std::runtime_error("bench: wrong value read");
   }
 }
@@ -791,6 +795,11 @@ int main(int argc, char** argv) {
     const Config cfg = parseArgs(argc, argv);
     const std::string fileBytes = readFile(cfg.dataPath);
     const Products products = nlohmann::json::parse(fileBytes).get<Products>();
+    if (products.empty()) {
+      throw std::runtime_error("bench: the payload holds no product");
+    }
+    gProductCount = products.size();
+    gFirstId = products.front().id;
     const std::string payload = nlohmann::json(products).dump();
     std::string msgpack;
     cacheaside::MsgPackSerializer<Products>::encode(products, msgpack);

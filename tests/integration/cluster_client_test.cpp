@@ -8,6 +8,9 @@
 #include <cacheaside/detail/backend.hpp>
 #include <cacheaside/store/store.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <set>
 #include <stdexcept>
@@ -165,4 +168,33 @@ TEST_CASE("cluster: options that cannot work are rejected up front") {
   o.callTimeout = 100ms;
   o.node.poolSize = 0;
   CHECK_THROWS_AS(HiredisClusterClient(o), std::invalid_argument);
+}
+
+TEST_CASE("cluster: a forked child uses its own connections and the parent's still work") {
+  HiredisClusterClient client(testsupport::clusterOptions(testsupport::testClusterSeed()));
+  const auto keys = keyPerMaster(client, testsupport::uniqueNamespace("cluster-fork"));
+  for (const auto& k : keys) {
+    REQUIRE(testsupport::cmd(client, {"SET", k, "parent"}).str == "OK");
+  }
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int ok = 0;
+    try {
+      for (const auto& k : keys) {
+        ok += testsupport::cmd(client, {"GET", k}).str == "parent" ? 1 : 0;
+        testsupport::cmd(client, {"SET", k, "child"});
+      }
+    } catch (...) {
+      ::_exit(2);
+    }
+    ::_exit(ok == 3 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  for (const auto& k : keys) {
+    CHECK(testsupport::cmd(client, {"GET", k}).str == "child");
+    testsupport::cmd(client, {"DEL", k});
+  }
 }

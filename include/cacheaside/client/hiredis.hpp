@@ -222,11 +222,11 @@ private:
   // One node's share of a cluster call: like pipeline(), but waiting for a connection and for
   // the replies only until `until` when that comes first. `written` tells whether any command
   // may have reached the server (false: the connection could not be had, safe to retry).
-  std::vector<Reply> exchangeUntil(const std::vector<Command>& commands, Clock::time_point until,
-                                   bool& written) {
+  std::vector<Reply> exchangeUntil(const Command* commands, std::size_t count,
+                                   Clock::time_point until, bool& written) {
     written = false;
     std::vector<Reply> replies;
-    replies.reserve(commands.size());
+    replies.reserve(count);
     Borrowed conn(*this, until);
     Deadline deadline = commandDeadline();
     if (until < deadline.at) {
@@ -234,11 +234,11 @@ private:
     }
     conn.connectIfNew(deadline);
     written = true;
-    for (const Command& command : commands) {
-      append(conn.get(), command.argv);
+    for (std::size_t i = 0; i < count; ++i) {
+      append(conn.get(), commands[i].argv);
     }
     send(conn.get(), deadline);
-    for (std::size_t i = 0; i < commands.size(); ++i) {
+    for (std::size_t i = 0; i < count; ++i) {
       replies.push_back(receive(conn.get(), deadline));
     }
     conn.keep();

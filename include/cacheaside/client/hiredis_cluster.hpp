@@ -161,9 +161,11 @@ public:
   /// Closes every node's connections. No call may be in progress.
   ~HiredisClusterClient() override {
     State* state = state_.load();
-    while (state != nullptr) {
+    for (bool current = true; state != nullptr; current = false) {
       State* inherited = state->inherited;
-      delete state;
+      if (current || state->drained) {
+        delete state;
+      }
       state = inherited;
     }
   }
@@ -206,6 +208,7 @@ private:
         : generation(forkGeneration), inherited(inheritedFrom) {}
     const std::uint64_t generation;
     State* const inherited;
+    bool drained = false; // an inherited state the child could lock: safe to destroy
     std::mutex mutex;
     std::map<std::string, std::unique_ptr<HiredisClient>> clients; // by "host:port", never erased
     std::shared_ptr<const SlotMap> map;
@@ -216,7 +219,6 @@ private:
   // Where one command goes next.
   struct Route {
     HiredisClient* node = nullptr;
-    std::string address;
     bool asking = false;
     int redirects = 0;
   };
@@ -228,12 +230,17 @@ private:
       return *state;
     }
     // The parent's mutex may have been held at the fork: never wait for it. The child starts
-    // over with new pools; the old state stays allocated until the client is destroyed.
+    // over with new pools; the old state stays allocated until the client is destroyed, and is
+    // destroyed then only if its mutex was free (a state locked forever is leaked instead).
     auto fresh = std::make_unique<State>(generation, state);
     State* expected = state;
     if (!state_.compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel,
                                         std::memory_order_acquire)) {
       return *expected;
+    }
+    if (state->mutex.try_lock()) {
+      state->drained = true;
+      state->mutex.unlock();
     }
     return *fresh.release();
   }
@@ -268,7 +275,7 @@ private:
         return std::nullopt;
       }
     }
-    return Route{map->nodes[node], map->addresses[node], false, 0};
+    return Route{map->nodes[node], false, 0};
   }
 
   // Points `key`'s slot at `address` (a MOVED reply), without waiting for a full refresh.
@@ -324,7 +331,7 @@ private:
       std::vector<Reply> replies;
       try {
         bool written = false;
-        replies = node->exchangeUntil(ask, deadline, written);
+        replies = node->exchangeUntil(ask.data(), ask.size(), deadline, written);
       } catch (const ConnectionError&) {
         continue;
       }
@@ -385,6 +392,45 @@ private:
   std::vector<Reply> run(const Command* commands, std::size_t count) {
     State& state = currentState();
     const Clock::time_point deadline = Clock::now() + options_.callTimeout;
+    // The common case, without the bookkeeping below: every command on one node, as the map
+    // says, and no reply that redirects or refuses.
+    if (const auto map = mapOf(state)) {
+      HiredisClient* node = nullptr;
+      for (std::size_t i = 0; i < count; ++i) {
+        const auto route = routeFor(map.get(), commands[i].key);
+        if (!route || (node != nullptr && route->node != node)) {
+          node = nullptr;
+          break;
+        }
+        node = route->node;
+      }
+      if (node != nullptr) {
+        bool written = false;
+        try {
+          std::vector<Reply> replies = node->exchangeUntil(commands, count, deadline, written);
+          if (std::none_of(replies.begin(), replies.end(), [](const Reply& r) {
+                return detail::classifyClusterReply(r) != detail::ClusterReply::Plain;
+              })) {
+            return replies;
+          }
+          return runRouted(state, commands, count, deadline, std::move(replies), node);
+        } catch (const PoolExhaustedError&) {
+          throw;
+        } catch (const ConnectionError&) {
+          if (written || Clock::now() >= deadline) {
+            throw;
+          }
+        }
+      }
+    }
+    return runRouted(state, commands, count, deadline, {}, nullptr);
+  }
+
+  // The general case. `first`, when not empty, holds the replies of a first attempt that sent
+  // every command to `firstNode`: its plain replies stand, the rest are redirected or retried.
+  std::vector<Reply> runRouted(State& state, const Command* commands, std::size_t count,
+                               Clock::time_point deadline, std::vector<Reply> first,
+                               HiredisClient* firstNode) {
     std::vector<Reply> replies(count);
     std::vector<Route> routes(count);
     std::vector<bool> routed(count, false);
@@ -404,6 +450,14 @@ private:
       // Route every pending command; group them by node, in the callers' order within a node.
       std::vector<std::pair<HiredisClient*, std::vector<std::size_t>>> groups;
       std::vector<std::size_t> unroutable;
+      const bool replayFirst = !first.empty();
+      if (replayFirst) {
+        // The first attempt's replies are this pass's: one group, already answered.
+        for (std::size_t i = 0; i < count; ++i) {
+          routes[i] = Route{firstNode, false, 0};
+          routed[i] = true;
+        }
+      }
       for (std::size_t i : pending) {
         if (!routed[i]) {
           if (auto route = routeFor(map.get(), commands[i].key)) {
@@ -430,18 +484,15 @@ private:
       bool wait = !unroutable.empty();
       bool stale = !unroutable.empty();
       for (auto& [node, indices] : groups) {
-        std::vector<Command> batch;
-        batch.reserve(indices.size() + 1);
-        for (std::size_t i : indices) {
-          if (routes[i].asking) {
-            batch.push_back(Command{commands[i].key, {"ASKING"}});
-          }
-          batch.push_back(commands[i]);
-        }
         std::vector<Reply> got;
         bool written = false;
         try {
-          got = node->exchangeUntil(batch, deadline, written);
+          if (replayFirst) {
+            got = std::move(first);
+            first.clear();
+          } else {
+            got = exchange(*node, commands, indices, routes, deadline, written);
+          }
         } catch (const PoolExhaustedError&) {
           throw;
         } catch (const ConnectionError& e) {
@@ -483,7 +534,7 @@ private:
               patchSlot(state, commands[i].key, std::string(target), to);
               stale = true;
             }
-            routes[i] = Route{to, std::string(target), ask, routes[i].redirects + 1};
+            routes[i] = Route{to, ask, routes[i].redirects + 1};
             lastFailure = reply.str;
             replies[i] = std::move(reply); // what the caller gets if the deadline passes
             again.push_back(i);
@@ -525,6 +576,22 @@ private:
       }
     }
     return replies;
+  }
+
+  // Sends the commands of one node's group, each after ASKING when an ASK sent it there.
+  static std::vector<Reply> exchange(HiredisClient& node, const Command* commands,
+                                     const std::vector<std::size_t>& indices,
+                                     const std::vector<Route>& routes, Clock::time_point deadline,
+                                     bool& written) {
+    std::vector<Command> batch;
+    batch.reserve(indices.size() + 1);
+    for (std::size_t i : indices) {
+      if (routes[i].asking) {
+        batch.push_back(Command{commands[i].key, {"ASKING"}});
+      }
+      batch.push_back(commands[i]);
+    }
+    return node.exchangeUntil(batch.data(), batch.size(), deadline, written);
   }
 
   // At the deadline: error replies (TRYAGAIN, CLUSTERDOWN, a redirect) go back as they are; a
