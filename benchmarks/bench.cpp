@@ -664,6 +664,9 @@ void clusterSection(const Config& cfg, const Products& products, const std::stri
   cacheaside::HiredisClusterOptions co;
   co.seeds = {"127.0.0.1:" + std::to_string(cfg.clusterPort)};
   co.node = poolOptions(cfg, 8);
+  if (cfg.commandTimeout.count() > 0) {
+    co.callTimeout = 2 * cfg.commandTimeout; // room for a round trip and a retry
+  }
   {
     cacheaside::HiredisClient standaloneClient(poolOptions(cfg, 8));
     cacheaside::HiredisClusterClient clusterClient(co);
