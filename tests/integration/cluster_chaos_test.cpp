@@ -375,3 +375,35 @@ TEST_CASE("cluster resharding under load: redirects followed, one load per key p
   CHECK(static_cast<long>(client.mapRefreshes()) > movedBefore); // MOVED from the source
   CHECK(t.slowestUs < std::chrono::duration_cast<std::chrono::microseconds>(kCallBound).count());
 }
+
+TEST_CASE("cluster with a password: every node's pool authenticates, a wrong password fails") {
+  testsupport::RedisCluster cluster("cluster-secret");
+  cacheaside::HiredisClusterOptions o = chaosClientOptions(cluster.seed());
+  o.node.password = "cluster-secret";
+  HiredisClusterClient client(o);
+  CacheAside<std::string> cache(client, testsupport::cacheOptions("cluster-auth"));
+  int loads = 0;
+  for (int k = 0; k < 30; ++k) { // keys on every master
+    cache.getOrLoad("k" + std::to_string(k), [&] {
+      ++loads;
+      return std::string("v");
+    });
+  }
+  for (int k = 0; k < 30; ++k) {
+    cache.getOrLoad("k" + std::to_string(k), [&] {
+      ++loads;
+      return std::string("v");
+    });
+  }
+  CHECK(loads == 30); // the second round were hits: every node accepted the pool's AUTH
+  CHECK(cache.stats().redisErrors == 0);
+
+  o.node.password = "wrong";
+  HiredisClusterClient refused(o);
+  try {
+    testsupport::cmd(refused, {"GET", "k"});
+    FAIL("a wrong password was accepted");
+  } catch (const cacheaside::ConnectionError& e) {
+    CHECK(std::string(e.what()).find("AUTH failed") != std::string::npos);
+  }
+}

@@ -21,9 +21,10 @@
 
 namespace testsupport {
 
-// One reply of a short-lived admin connection, as text (status, string or integer); throws
-// when the node cannot be reached within 1 s.
-inline std::string adminCommand(int port, const std::vector<std::string>& args) {
+// One reply of a short-lived admin connection, as text (status, string or integer), after AUTH
+// when a password is given; throws when the node cannot be reached within 1 s.
+inline std::string adminCommand(int port, const std::vector<std::string>& args,
+                                const std::string& password = {}) {
   timeval tv{1, 0};
   redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
   if (c == nullptr || c->err != 0) {
@@ -33,6 +34,12 @@ inline std::string adminCommand(int port, const std::vector<std::string>& args) 
     throw std::runtime_error("admin: cannot connect to port " + std::to_string(port));
   }
   redisSetTimeout(c, tv);
+  if (!password.empty()) {
+    const char* auth[] = {"AUTH", password.c_str()};
+    if (auto* a = static_cast<redisReply*>(redisCommandArgv(c, 2, auth, nullptr))) {
+      freeReplyObject(a);
+    }
+  }
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
   for (const auto& a : args) {
@@ -57,9 +64,10 @@ inline std::string adminCommand(int port, const std::vector<std::string>& args) 
 }
 
 // Whether `port` answers and reports cluster_state:ok.
-inline bool clusterOk(int port) {
+inline bool clusterOk(int port, const std::string& password = {}) {
   try {
-    return adminCommand(port, {"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
+    return adminCommand(port, {"CLUSTER", "INFO"}, password).find("cluster_state:ok") !=
+           std::string::npos;
   } catch (const std::exception&) {
     return false;
   }
@@ -69,21 +77,37 @@ class RedisCluster {
 public:
   static constexpr int kNodes = 6;
 
-  RedisCluster() {
+  // password: every node requires it (requirepass, and masterauth for its replica links).
+  explicit RedisCluster(std::string password = {}) : password_(std::move(password)) {
     char pattern[] = "/tmp/cacheaside-cluster-XXXXXX";
     if (::mkdtemp(pattern) == nullptr) {
       throw std::runtime_error("mkdtemp failed");
     }
     dir_ = pattern;
     for (int i = 0; i < kNodes; ++i) {
-      nodes_.push_back(std::make_unique<RedisServer>(std::vector<std::string>{
-          "--repl-diskless-sync-delay", "0", "--cluster-enabled", "yes", "--cluster-config-file",
-          dir_ + "/nodes-" + std::to_string(i) + ".conf", "--cluster-node-timeout", "2000", "--dir",
-          dir_}));
+      std::vector<std::string> auth;
+      if (!password_.empty()) {
+        auth = {"--requirepass", password_, "--masterauth", password_};
+      }
+      std::vector<std::string> args{"--repl-diskless-sync-delay",
+                                    "0",
+                                    "--cluster-enabled",
+                                    "yes",
+                                    "--cluster-config-file",
+                                    dir_ + "/nodes-" + std::to_string(i) + ".conf",
+                                    "--cluster-node-timeout",
+                                    "2000",
+                                    "--dir",
+                                    dir_};
+      args.insert(args.end(), auth.begin(), auth.end());
+      nodes_.push_back(std::make_unique<RedisServer>(std::move(args)));
     }
     std::string command = "redis-cli --cluster create";
     for (const auto& n : nodes_) {
       command += " 127.0.0.1:" + std::to_string(n->port());
+    }
+    if (!password_.empty()) {
+      command += " -a '" + password_ + "' --no-auth-warning";
     }
     command += " --cluster-replicas 1 --cluster-yes >/dev/null 2>&1";
     if (std::system(command.c_str()) != 0) {
@@ -118,7 +142,7 @@ public:
     while (std::chrono::steady_clock::now() < deadline) {
       bool ok = true;
       for (const auto& n : nodes_) {
-        if (n->running() && !clusterOk(n->port())) {
+        if (n->running() && !clusterOk(n->port(), password_)) {
           ok = false;
           break;
         }
@@ -138,9 +162,8 @@ public:
       int inSync = 0;
       for (const auto& n : nodes_) {
         try {
-          if (n->running() &&
-              adminCommand(n->port(), {"INFO", "replication"}).find("master_link_status:up") !=
-                  std::string::npos) {
+          if (n->running() && adminCommand(n->port(), {"INFO", "replication"}, password_)
+                                      .find("master_link_status:up") != std::string::npos) {
             ++inSync;
           }
         } catch (const std::exception&) {
@@ -161,6 +184,11 @@ public:
     int found = -1;
     if (c != nullptr && c->err == 0) {
       redisSetTimeout(c, tv);
+      if (!password_.empty()) {
+        if (auto* a = static_cast<redisReply*>(redisCommand(c, "AUTH %s", password_.c_str()))) {
+          freeReplyObject(a);
+        }
+      }
       auto* r = static_cast<redisReply*>(redisCommand(c, "CLUSTER SLOTS"));
       if (r != nullptr && r->type == REDIS_REPLY_ARRAY) {
         for (std::size_t i = 0; i < r->elements; ++i) {
@@ -187,9 +215,10 @@ public:
   }
 
   // The node's cluster node id.
-  std::string nodeId(int i) const { return adminCommand(port(i), {"CLUSTER", "MYID"}); }
+  std::string nodeId(int i) const { return adminCommand(port(i), {"CLUSTER", "MYID"}, password_); }
 
 private:
+  std::string password_;
   std::string dir_;
   std::vector<std::unique_ptr<RedisServer>> nodes_;
 };

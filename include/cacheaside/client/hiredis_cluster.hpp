@@ -213,6 +213,7 @@ private:
     std::map<std::string, std::unique_ptr<HiredisClient>> clients; // by "host:port", never erased
     std::shared_ptr<const SlotMap> map;
     Clock::time_point lastRefresh{};
+    std::string refreshError; // why the last node asked for the map did not give it
     std::atomic<bool> refreshing{false};
   };
 
@@ -332,7 +333,9 @@ private:
       try {
         bool written = false;
         replies = node->exchangeUntil(ask.data(), ask.size(), deadline, written);
-      } catch (const ConnectionError&) {
+      } catch (const ConnectionError& e) {
+        std::lock_guard<std::mutex> lock(state.mutex);
+        state.refreshError = e.what();
         continue;
       }
       if (auto map = parseSlots(state, replies.front(), host)) {
@@ -479,7 +482,11 @@ private:
       }
       std::vector<std::size_t> again = unroutable;
       if (!unroutable.empty()) {
-        lastFailure = "no node serves the slot";
+        std::lock_guard<std::mutex> lock(state.mutex);
+        lastFailure = state.map ? "no node serves the slot"
+                                : "no slot map: " + (state.refreshError.empty()
+                                                         ? std::string("no node answered")
+                                                         : state.refreshError);
       }
       bool wait = !unroutable.empty();
       bool stale = !unroutable.empty();
