@@ -1,3 +1,4 @@
+#pragma once
 // In-process single-flight: concurrent calls for one key run the work once and share its result
 // or its exception. An entry lives only while its work runs, or until forget() closes it to
 // later callers. The work may also close it to later callers for a while (when what it is doing
