@@ -12,6 +12,7 @@
 #include <cacheaside/client/redis_client.hpp>
 #include <cacheaside/codec/record.hpp>
 #include <cacheaside/detail/backend.hpp>
+#include <cacheaside/detail/batch.hpp>
 #include <cacheaside/detail/fork.hpp>
 #include <cacheaside/detail/lease_renewer.hpp>
 #include <cacheaside/detail/random.hpp>
@@ -36,6 +37,7 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -44,6 +46,10 @@ namespace cacheaside {
 namespace detail {
 template <typename T> struct IsOptional : std::false_type {};
 template <typename T> struct IsOptional<std::optional<T>> : std::true_type {};
+
+// What a batch loader's result maps keys to: T, or std::optional<T>.
+template <typename R>
+using BatchMapped = std::decay_t<decltype(std::declval<R&>().begin()->second)>;
 
 template <typename T, typename Loader>
 using LoadResult =
@@ -74,8 +80,9 @@ public:
   explicit CacheAside(RedisClient& client, CacheOptions options = {})
       : options_((options.validate(), std::move(options))), store_(options_.lockTtl),
         codec_(CodecOptions{options_.maxValueBytes, options_.compressor, options_.compressAbove}),
-        backend_(client, options_, store_), runner_(backend_, store_, codec_), state_(newState()),
-        forkHook_(*this), forkRegistration_(forkHook_) {}
+        backend_(client, options_, store_), runner_(backend_, store_, codec_),
+        batches_(backend_, store_, codec_, runner_), state_(newState()), forkHook_(*this),
+        forkRegistration_(forkHook_) {}
 
   ~CacheAside() = default;
   CacheAside(const CacheAside&) = delete;
@@ -160,6 +167,89 @@ public:
       }
       return std::move(*result);
     }
+  }
+
+  /// getOrLoad for many keys at once: the value (or std::nullopt) of each key of keys, in order.
+  ///
+  /// Looks every key up in one pipeline (one round trip per node), calls batchLoader once with
+  /// exactly the keys whose lease this caller won (distinct, in first-seen order), and writes
+  /// what it returns back through those leases, fenced as single loads are, in one more
+  /// pipeline. Keys another caller is loading are polled together, one pipeline per round,
+  /// within the wait budget; if some of their leases fall to this caller meanwhile, the loader
+  /// is called again for those keys only. Pipelines carry at most 1024 commands each.
+  ///
+  /// batchLoader takes a const std::vector<std::string>& and returns a range of (key, value)
+  /// pairs, e.g. std::unordered_map<std::string, T> or std::map<std::string, std::optional<T>>.
+  /// With std::optional<T> values, a key the loader does not return (or returns empty) is cached
+  /// as "not found" for negativeTtl; with T values it is not cached. Either way its answer is
+  /// std::nullopt, as is a cached "not found". Keys returned that were not asked for are
+  /// ignored. Duplicate keys are looked up and loaded once and answered at every position; an
+  /// empty keys sends nothing. Stale values are served without being refreshed (getOrLoad
+  /// refreshes them), and calls of this instance are not coalesced with getOrLoad calls (the
+  /// Redis lease still makes one of them load).
+  ///
+  /// Throws std::invalid_argument for an empty key or invalid call options; what batchLoader
+  /// throws, after the leases taken for it are given up (nothing of the batch is cached by
+  /// this call then); and LockTimeoutError under WaitTimeoutPolicy::Throw, after the other keys
+  /// are done. Redis failures never reach the caller: the loader's values are returned
+  /// uncached.
+  template <typename Range, typename BatchLoader>
+  std::vector<std::optional<T>> getOrLoadMany(const Range& keys, BatchLoader&& batchLoader,
+                                              const CallOptions& call = {}) {
+    using Returned =
+        std::decay_t<std::invoke_result_t<BatchLoader&, const std::vector<std::string>&>>;
+    using Mapped = detail::BatchMapped<Returned>;
+    constexpr bool kMaybe = detail::IsOptional<Mapped>::value;
+    static_assert(kMaybe ? std::is_same_v<Mapped, std::optional<T>>
+                         : std::is_convertible_v<Mapped, T>,
+                  "cacheaside: the batch loader must return (key, T) or (key, std::optional<T>) "
+                  "pairs");
+    const flow::Settings settings = settingsFor(call);
+    std::vector<std::string_view> distinct;
+    std::vector<std::size_t> slot; // position -> index in distinct
+    std::unordered_map<std::string_view, std::size_t> seen;
+    for (const auto& key : keys) {
+      const std::string_view k(key);
+      if (k.empty()) {
+        throw std::invalid_argument("cacheaside: the key must not be empty");
+      }
+      const auto [it, inserted] = seen.try_emplace(k, distinct.size());
+      if (inserted) {
+        distinct.push_back(k);
+      }
+      slot.push_back(it->second);
+    }
+    using Batch = detail::BatchRunner<T, S>;
+    auto load = [&](const std::vector<std::size_t>& which) {
+      std::vector<std::string> asked;
+      asked.reserve(which.size());
+      std::unordered_map<std::string_view, std::size_t> at;
+      for (std::size_t n = 0; n < which.size(); ++n) {
+        asked.emplace_back(distinct[which[n]]);
+      }
+      for (std::size_t n = 0; n < asked.size(); ++n) {
+        at.emplace(asked[n], n);
+      }
+      std::vector<typename Batch::Answer> answers(which.size());
+      Returned loaded =
+          std::invoke(batchLoader, static_cast<const std::vector<std::string>&>(asked));
+      for (auto& [k, v] : loaded) {
+        const auto it = at.find(std::string_view(k));
+        if (it == at.end()) {
+          continue; // not asked for: ignored
+        }
+        answers[it->second].value = std::optional<T>(std::move(v));
+      }
+      return answers;
+    };
+    std::vector<std::optional<T>> found =
+        batches_.fetch(distinct, options_.keyNamespace, settings, kMaybe, load, state_->renewer);
+    std::vector<std::optional<T>> out;
+    out.reserve(slot.size());
+    for (const std::size_t i : slot) {
+      out.push_back(found[i]);
+    }
+    return out;
   }
 
   /// The cached value for key, without loading: std::nullopt when there is none, when it is
@@ -346,6 +436,7 @@ private:
   const Codec<T, S> codec_;
   detail::Backend backend_;
   detail::Runner<T, S> runner_;
+  detail::BatchRunner<T, S> batches_;
   // Its renewer thread uses the backend: destroyed first.
   std::unique_ptr<State> state_;
   ForkHook forkHook_;
