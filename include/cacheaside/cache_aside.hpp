@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <initializer_list>
@@ -350,6 +351,28 @@ public:
     invalidateRange(keys);
   }
 
+  /// Invalidates every value written by a call that named tag (CallOptions::tags), in one
+  /// command whatever their number: it starts a new generation of the tag, and a value stamped
+  /// with an older one reads as a miss to calls naming the tag. As invalidate(key) does for
+  /// one key, it keeps the promise that no call naming tag that starts after this returns gets
+  /// a value whose load began before, and that a load overlapping it is returned to its own
+  /// caller but never read as fresh by another. Calls that do not name tag (and get()) do not
+  /// check it. Ignores the circuit breaker. Throws std::invalid_argument for an empty tag, and
+  /// ConnectionError or ReplyError when Redis fails.
+  void invalidateTag(std::string_view tag) {
+    invalidateTagRange(std::initializer_list<std::string_view>{tag});
+  }
+
+  /// invalidateTag for several tags in one call (one command per tag, in one pipeline).
+  void invalidateTags(std::initializer_list<std::string_view> tags) { invalidateTagRange(tags); }
+
+  /// invalidateTag for every tag of a range of strings or string views, in one call.
+  template <typename Range,
+            typename = std::enable_if_t<!std::is_convertible_v<const Range&, std::string_view>>>
+  void invalidateTags(const Range& tags) {
+    invalidateTagRange(tags);
+  }
+
   /// The counters so far; safe to call from any thread at any time.
   Stats stats() const noexcept { return backend_.stats(); }
 
@@ -402,6 +425,13 @@ private:
     s.pollInitial = options_.pollInitial;
     s.pollMax = options_.pollMax;
     s.failSafeThrottle = options_.failSafeThrottle;
+    if (!call.tags.empty()) {
+      s.tags = call.tags;
+      s.tagKeys.reserve(call.tags.size());
+      for (const std::string& tag : call.tags) {
+        s.tagKeys.push_back(store::tagKey(options_.keyNamespace, tag));
+      }
+    }
     return s;
   }
 
@@ -426,6 +456,39 @@ private:
       if (replies[i].isError()) {
         backend_.count(Counter::redisErrors);
         throw ReplyError("cacheaside: invalidate of '" + detail::printableKey(all[i].value) +
+                         "' failed: " + replies[i].str);
+      }
+    }
+  }
+
+  template <typename Range> void invalidateTagRange(const Range& tags) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::vector<std::string> keys, generations;
+    for (const auto& tag : tags) {
+      keys.push_back(store::tagKey(options_.keyNamespace, std::string_view(tag)));
+      std::string generation; // random: a generation key lost to eviction never comes back
+      for (int word = 0; word < 2; ++word) {
+        std::uint64_t bits = detail::ThreadRandom::local().next();
+        for (int i = 0; i < 16; ++i, bits >>= 4) {
+          generation.push_back(kHex[bits & 0xF]);
+        }
+      }
+      generations.push_back(std::move(generation));
+    }
+    if (keys.empty()) {
+      return;
+    }
+    std::vector<Command> commands;
+    commands.reserve(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      commands.push_back(store::Store::newGeneration(keys[i], generations[i]));
+    }
+    const std::vector<Reply> replies = backend_.exchange({}, commands);
+    state_->flights.forgetAll(); // later calls must not join a load from before
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      if (replies[i].isError()) {
+        backend_.count(Counter::redisErrors);
+        throw ReplyError("cacheaside: invalidateTag of '" + detail::printableKey(keys[i]) +
                          "' failed: " + replies[i].str);
       }
     }

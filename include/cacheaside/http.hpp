@@ -394,9 +394,10 @@ inline Served finish(const Request& request, const Policy& policy, CachedRespons
 /// and are never cached. Redis failures do not reach the caller (the handler answers, X-Cache
 /// MISS); what cache.getOrLoad throws does (LockTimeoutError under WaitTimeoutPolicy::Throw). A
 /// stale response (served while another caller refreshes it, or after its refresh failed) is
-/// labelled STALE.
+/// labelled STALE. call is passed to getOrLoad (e.g. the response's tags).
 template <typename Cache, typename Handler>
-Served serve(Cache& cache, const Request& request, const Policy& policy, Handler&& handler) {
+Served serve(Cache& cache, const Request& request, const Policy& policy, Handler&& handler,
+             const CallOptions& call = {}) {
   const std::optional<std::string> key = cacheKey(request, policy);
   if (!key) {
     return detail::finish(request, policy, handler(), CacheStatus::Bypass);
@@ -421,7 +422,7 @@ Served serve(Cache& cache, const Request& request, const Policy& policy, Handler
           }
           return response;
         },
-        CallOptions{}, &outcome);
+        call, &outcome);
   } catch (const detail::Uncacheable& e) {
     return detail::finish(request, policy, e.response, CacheStatus::Bypass);
   }

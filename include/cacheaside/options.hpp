@@ -15,6 +15,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace cacheaside {
 
@@ -79,6 +80,17 @@ struct CallOptions {
   std::optional<std::chrono::milliseconds> waitBudget;
   /// Overrides EntryOptions::onWaitTimeout.
   std::optional<WaitTimeoutPolicy> onWaitTimeout;
+  /// Tags of the value (e.g. "category:books"): CacheAside::invalidateTag of any of them
+  /// invalidates it. Each costs one more command in the lookup's pipeline and a few bytes in
+  /// the record; at most kMaxTags, each non-empty and at most kMaxTagBytes. Name the same tags
+  /// on every call for a key: a value written without one of a call's tags reads as
+  /// invalidated to that call.
+  std::vector<std::string> tags;
+
+  /// The most tags one call may name.
+  static constexpr std::size_t kMaxTags = 16;
+  /// The longest tag, in bytes.
+  static constexpr std::size_t kMaxTagBytes = 1024;
 
   /// defaults with this call's overrides applied, validated.
   EntryOptions applyTo(const EntryOptions& defaults) const {
@@ -89,6 +101,14 @@ struct CallOptions {
     out.waitBudget = waitBudget.value_or(out.waitBudget);
     out.onWaitTimeout = onWaitTimeout.value_or(out.onWaitTimeout);
     out.validate();
+    if (tags.size() > kMaxTags) {
+      throw std::invalid_argument("cacheaside: a call names at most 16 tags");
+    }
+    for (const std::string& tag : tags) {
+      if (tag.empty() || tag.size() > kMaxTagBytes) {
+        throw std::invalid_argument("cacheaside: a tag must have 1 to 1024 bytes");
+      }
+    }
     return out;
   }
 };

@@ -5,6 +5,7 @@
 #include "support/product.hpp"
 
 #include <cacheaside/codec/record.hpp>
+#include <cacheaside/flow/tags.hpp>
 
 #include <string>
 
@@ -103,4 +104,68 @@ TEST_CASE("a compressed record names its compressor, and a cache without it does
   std::string error;
   CHECK_FALSE(codec.decode(*env, error));
   CHECK(error.find("compressor 3") != std::string::npos);
+}
+
+namespace {
+// The kettle of kValue, stamped with tag "category:kitchen" at generation "0123456789abcdef"
+// (an extension block holding one tags field).
+const std::string kTagged = unhex("ca01001025000000000000002600012300"
+                                  "100063617465676f72793a6b69746368656e"
+                                  "1030313233343536373839616263646566"
+                                  "7b2263617465676f7279223a226b69746368656e222c226964223a312c22"
+                                  "6e616d65223a226b6574746c65222c227072696365223a31392e357d");
+// A cached "not found" loaded in 5 ms, stamped with tag "t" at generation "" (never
+// invalidated).
+const std::string kTaggedNegative = unhex("ca01011005000000000000000700010400010074"
+                                          "00");
+} // namespace
+
+TEST_CASE("golden tagged records decode, and today's codec stamps them byte for byte") {
+  const cacheaside::Codec<Product, cacheaside::JsonSerializer<Product>> codec({});
+  std::string error;
+  auto env = cacheaside::codec::inspect(kTagged);
+  REQUIRE(env);
+  CHECK(env->loadMillis == 37);
+  CHECK(codec.decode(*env, error) == kKettle);
+  const auto tags =
+      cacheaside::envelope::findField(env->extensions, cacheaside::envelope::kTagsField);
+  REQUIRE(tags);
+  CHECK(cacheaside::envelope::tagGeneration(*tags, "category:kitchen") == "0123456789abcdef");
+  CHECK_FALSE(cacheaside::envelope::tagGeneration(*tags, "category"));
+  CHECK_FALSE(cacheaside::envelope::findField(env->extensions, 2));
+
+  env = cacheaside::codec::inspect(kTaggedNegative);
+  REQUIRE(env);
+  CHECK(env->kind == EntryKind::Negative);
+  const auto negativeTags =
+      cacheaside::envelope::findField(env->extensions, cacheaside::envelope::kTagsField);
+  REQUIRE(negativeTags);
+  CHECK(cacheaside::envelope::tagGeneration(*negativeTags, "t") == "");
+
+  cacheaside::flow::Settings settings;
+  settings.tags = {"category:kitchen"};
+  std::string out;
+  REQUIRE(codec.encode(kKettle, 37, 0, out, error) == cacheaside::codec::Encoded::Ok);
+  cacheaside::flow::stampGenerations(out, settings, {"0123456789abcdef"});
+  CHECK(out == kTagged);
+  settings.tags = {"t"};
+  std::string negative = cacheaside::codec::negativeRecord(5);
+  cacheaside::flow::stampGenerations(negative, settings, {""});
+  CHECK(negative == kTaggedNegative);
+}
+
+TEST_CASE("extension fields that run past their block are not read") {
+  CHECK_FALSE(cacheaside::envelope::findField(std::string("\x01\x05\x00"
+                                                          "ab",
+                                                          5),
+                                              1));
+  CHECK_FALSE(cacheaside::envelope::tagGeneration(std::string("\x01\x00"
+                                                              "t\x05"
+                                                              "ab",
+                                                              6),
+                                                  "t"));
+  std::string lease; // leases still carry no extension
+  cacheaside::envelope::appendHeader(lease, EntryKind::Lease, 0);
+  cacheaside::envelope::addExtensions(lease, "x");
+  CHECK_FALSE(cacheaside::envelope::decode(lease));
 }

@@ -11,8 +11,13 @@
 ///   bytes 8-11 stale window in ms, little-endian: the last part of the key's Redis TTL during
 ///              which the value is stale (served while one caller refreshes it)
 ///   [extension block, when flagged: a 2-byte little-endian length, then that many bytes of
-///    fields for later features; a reader skips what it does not know]
+///    fields; each field is a 1-byte id, a 2-byte little-endian length and that many bytes; a
+///    reader skips the fields it does not know. Values and "not found" records may carry one;
+///    leases never do]
 ///   payload    the serialized value (Value), nothing (Negative), or a token (Lease)
+///
+/// Fields: 1 = tags, the tag generations read before the value was loaded: for each tag a
+/// 2-byte little-endian name length, the name, a 1-byte generation length, the generation.
 ///
 /// Pure functions, no I/O: anything that is not exactly this shape decodes to std::nullopt.
 
@@ -115,13 +120,87 @@ inline std::optional<Envelope> decode(std::string_view bytes) noexcept {
     rest = rest.substr(2 + length);
   }
   env.payload = rest;
-  if (env.kind != EntryKind::Value && (env.compressor != 0 || !env.extensions.empty())) {
+  if (env.kind != EntryKind::Value &&
+      (env.compressor != 0 || (env.kind == EntryKind::Lease && !env.extensions.empty()))) {
     return std::nullopt;
   }
   if (env.kind == EntryKind::Negative && !env.payload.empty()) {
     return std::nullopt;
   }
   return env;
+}
+
+/// Field id of the tags field in the extension block.
+inline constexpr unsigned char kTagsField = 1;
+
+/// Appends a field (id, then its bytes) to an extension block being built in out.
+inline void appendField(std::string& out, unsigned char id, std::string_view bytes) {
+  out.push_back(static_cast<char>(id));
+  out.push_back(static_cast<char>(bytes.size() & 0xFF));
+  out.push_back(static_cast<char>((bytes.size() >> 8) & 0xFF));
+  out.append(bytes);
+}
+
+/// The bytes of field id in an extension block; std::nullopt when it has none (or the block is
+/// malformed).
+inline std::optional<std::string_view> findField(std::string_view extensions,
+                                                 unsigned char id) noexcept {
+  while (extensions.size() >= 3) {
+    const auto here = static_cast<unsigned char>(extensions[0]);
+    const std::size_t length = static_cast<unsigned char>(extensions[1]) |
+                               (std::size_t{static_cast<unsigned char>(extensions[2])} << 8);
+    if (extensions.size() - 3 < length) {
+      return std::nullopt;
+    }
+    if (here == id) {
+      return extensions.substr(3, length);
+    }
+    extensions = extensions.substr(3 + length);
+  }
+  return std::nullopt;
+}
+
+/// Appends one tag and its generation to a tags field being built in out (name below 64 KiB,
+/// generation below 256 bytes).
+inline void appendTag(std::string& out, std::string_view name, std::string_view generation) {
+  out.push_back(static_cast<char>(name.size() & 0xFF));
+  out.push_back(static_cast<char>((name.size() >> 8) & 0xFF));
+  out.append(name);
+  out.push_back(static_cast<char>(generation.size() & 0xFF));
+  out.append(generation);
+}
+
+/// The generation a tags field holds for tag name; std::nullopt when it holds none.
+inline std::optional<std::string_view> tagGeneration(std::string_view tags,
+                                                     std::string_view name) noexcept {
+  while (tags.size() >= 2) {
+    const std::size_t n = static_cast<unsigned char>(tags[0]) |
+                          (std::size_t{static_cast<unsigned char>(tags[1])} << 8);
+    if (tags.size() - 2 < n + 1) {
+      return std::nullopt;
+    }
+    const std::string_view here = tags.substr(2, n);
+    const std::size_t g = static_cast<unsigned char>(tags[2 + n]);
+    if (tags.size() - 3 - n < g) {
+      return std::nullopt;
+    }
+    if (here == name) {
+      return tags.substr(3 + n, g);
+    }
+    tags = tags.substr(3 + n + g);
+  }
+  return std::nullopt;
+}
+
+/// Adds an extension block to record (a Value or Negative record that has none).
+inline void addExtensions(std::string& record, std::string_view extensions) {
+  std::string block;
+  block.reserve(2 + extensions.size());
+  block.push_back(static_cast<char>(extensions.size() & 0xFF));
+  block.push_back(static_cast<char>((extensions.size() >> 8) & 0xFF));
+  block.append(extensions);
+  record.insert(kHeaderSize, block);
+  record[3] = static_cast<char>(static_cast<unsigned char>(record[3]) | kHasExtensions);
 }
 
 } // namespace envelope

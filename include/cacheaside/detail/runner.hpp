@@ -19,6 +19,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace cacheaside::detail {
 
@@ -33,6 +34,7 @@ public:
     // Loaded under a lease but not written back (fenced by an invalidation, not cacheable, or
     // Redis failed): the value may predate an invalidation.
     bool unconfirmed = false;
+    std::vector<std::string> generations; // tags read with a value to refresh
   };
 
   // The references must outlive the runner.
@@ -66,6 +68,9 @@ public:
     case Result::Hit:
       found.refresh = flow.refresh();
       found.pttl = flow.pttl();
+      if (found.refresh != flow::Refresh::None && !settings.tags.empty()) {
+        found.generations = flow.generations();
+      }
       backend_.emitSince(EventType::Hit, key, started);
       return found;
     case Result::Negative:
@@ -95,7 +100,7 @@ public:
                            const flow::Settings& settings, Load& load, std::optional<T> current,
                            const Found& found, Outcome& how, LeaseRenewer& renewer) {
     Backend::CallSink sink(backend_, key);
-    flow::RefreshFlow flow(store_, keys, settings, sink, found.pttl);
+    flow::RefreshFlow flow(store_, keys, settings, sink, found.pttl, &found.generations);
     std::optional<T> fresh;
     std::exception_ptr thrown;
     const auto started = backend_.now();

@@ -119,6 +119,14 @@ public:
     shard.flights.erase(key);
   }
 
+  /// forget() for every key.
+  void forgetAll() {
+    for (auto& shard : shards_) {
+      std::lock_guard<std::mutex> lock(shard.mutex);
+      shard.flights.clear();
+    }
+  }
+
   /// Keys with work in flight now.
   std::size_t inFlight() const {
     std::size_t n = 0;

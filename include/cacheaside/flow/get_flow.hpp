@@ -13,6 +13,7 @@
 #include <cacheaside/detail/sha1.hpp>
 #include <cacheaside/flow/freshness.hpp>
 #include <cacheaside/flow/step.hpp>
+#include <cacheaside/flow/tags.hpp>
 #include <cacheaside/store/store.hpp>
 
 #include <algorithm>
@@ -56,12 +57,21 @@ public:
     replies_ = std::move(replies);
     switch (state_) {
     case State::Looking:
+      readGenerations(settings_, replies_, generations_, sink_);
       return onLookup(store_.parseLookup(replies_), now, true);
     case State::ReadOnly:
+      readGenerations(settings_, replies_, generations_, sink_);
       return onLookup(store::Store::parseGet(replies_.front()), now, false);
     case State::TakingOver:
       return onLookup(store::Store::parseTakeover(replies_.front()), now, true);
     case State::Filling:
+      if (!settings_.tags.empty()) {
+        // A tag invalidated during the load: the record written reads as invalidated, and
+        // the callers that joined this one must look again.
+        std::vector<std::string> after;
+        readGenerations(settings_, replies_, after, sink_);
+        tagMoved_ = after != generations_;
+      }
       return onFilled(store::Store::parseWrite(replies_.front()));
     case State::Releasing:
       if (store::Store::parseWrite(replies_.front()) == store::Write::Failed) {
@@ -135,7 +145,12 @@ public:
           (jittered(settings_.entry.ttl, settings_.ttlJitter, u) + settings_.entry.staleWindow)
               .count());
     }
-    return send(State::Filling, {store::Store::fill(keys_.value, lease_, record_bytes_, ms_)});
+    if (!settings_.tags.empty()) {
+      stampGenerations(record_bytes_, settings_, generations_);
+    }
+    std::vector<Command> commands{store::Store::fill(keys_.value, lease_, record_bytes_, ms_)};
+    appendTagReads(settings_, commands); // reads the tags again, to see if one moved meanwhile
+    return send(State::Filling, std::move(commands));
   }
 
   /// Done: how the flow ended.
@@ -148,7 +163,7 @@ public:
   /// overwritten) during the load: the value may predate a write.
   bool fenced() const noexcept { return fenced_; }
   /// Done with Loaded: whether the value was written back through the lease (so no
-  /// invalidation overlapped the load).
+  /// invalidation overlapped the load, of the key or of one of the call's tags).
   bool written() const noexcept { return written_; }
   /// Done: a lease a Redis failure may have left behind, for the driver to release later.
   std::optional<LeaseRef> leftBehind() const noexcept {
@@ -157,6 +172,8 @@ public:
     }
     return LeaseRef{keys_.value, {}, lease_};
   }
+  /// The tag generations the last lookup read (empty without tags): a refresh stamps them.
+  const std::vector<std::string>& generations() const noexcept { return generations_; }
 
 private:
   enum class State {
@@ -176,6 +193,7 @@ private:
     std::vector<Command> commands;
     store_.lookup(keys_, lease_,
                   settings_.xfetchBeta > 0 || settings_.entry.staleWindow.count() > 0, commands);
+    appendTagReads(settings_, commands);
     return send(State::Looking, std::move(commands));
   }
 
@@ -201,7 +219,9 @@ private:
       if (state_ == State::Looking && first_) {
         // Redis refuses writes but may still read: serve hits with a plain GET rather than
         // load every request.
-        return send(State::ReadOnly, {store_.get(keys_)});
+        std::vector<Command> commands{store_.get(keys_)};
+        appendTagReads(settings_, commands);
+        return send(State::ReadOnly, std::move(commands));
       }
       countFirst(Counter::misses);
       return load(false);
@@ -217,6 +237,12 @@ private:
     if (!env) {
       sink_.count(Counter::decodeFailures);
       sink_.event(EventType::DecodeFailure, "not a cacheaside record");
+      countFirst(Counter::misses);
+      return leasing ? takeOver(found.bytes) : load(false);
+    }
+    if (!settings_.tags.empty() && env->kind != EntryKind::Lease &&
+        !carriesGenerations(*env, settings_, generations_)) {
+      // Invalidated by a tag (or written without this call's tags): reload it.
       countFirst(Counter::misses);
       return leasing ? takeOver(found.bytes) : load(false);
     }
@@ -281,7 +307,8 @@ private:
   Action onFilled(store::Write written) {
     switch (written) {
     case store::Write::Done:
-      written_ = true;
+      // Written, but stamped with a generation a tag has left behind: as good as fenced.
+      written_ = !tagMoved_;
       return done(result_);
     case store::Write::Fenced:
       sink_.count(Counter::fencedWrites);
@@ -332,13 +359,14 @@ private:
   std::string_view bytes_;
   long long pttl_ = -1;
   std::string sha1_, record_bytes_, ms_;
+  std::vector<std::string> generations_;
   std::chrono::milliseconds pause_;
   Clock::time_point deadline_{};
   Result result_ = Result::LoadedUncached;
   Refresh refresh_ = Refresh::None;
   int takeovers_ = 0;
   bool first_ = true, waited_ = false, holdsLease_ = false, retriedScripted_ = false,
-       leftBehind_ = false, fenced_ = false, written_ = false;
+       leftBehind_ = false, fenced_ = false, written_ = false, tagMoved_ = false;
 };
 
 } // namespace cacheaside::flow

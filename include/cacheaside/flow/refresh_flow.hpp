@@ -8,6 +8,7 @@
 #include <cacheaside/codec/record.hpp>
 #include <cacheaside/flow/freshness.hpp>
 #include <cacheaside/flow/step.hpp>
+#include <cacheaside/flow/tags.hpp>
 #include <cacheaside/store/store.hpp>
 
 #include <optional>
@@ -30,10 +31,12 @@ public:
 
   /// A refresh of keys' value, read with seenPttl ms left to live. The references must outlive
   /// the flow.
+  /// generations: the tag generations read with the value (see flow/tags.hpp), stamped into
+  /// the refreshed record; may be null when the call has no tags.
   RefreshFlow(const store::Store& store, const store::Keys& keys, const Settings& settings,
-              Sink& sink, long long seenPttl)
+              Sink& sink, long long seenPttl, const std::vector<std::string>* generations = nullptr)
       : store_(store), keys_(keys), settings_(settings), sink_(sink), token_(codec::leaseRecord()),
-        seenPttl_(std::to_string(seenPttl)) {}
+        seenPttl_(std::to_string(seenPttl)), generations_(generations) {}
 
   RefreshFlow(const RefreshFlow&) = delete;
   RefreshFlow& operator=(const RefreshFlow&) = delete;
@@ -111,6 +114,9 @@ public:
               .count());
       break;
     }
+    if (generations_ != nullptr && !settings_.tags.empty()) {
+      stampGenerations(record_, settings_, *generations_);
+    }
     result_ = Result::Fresh;
     sink_.count(Counter::refreshes);
     return send(State::Filling, store::Store::refreshFill(keys_, token_, record_, ms_));
@@ -154,6 +160,7 @@ private:
   State state_ = State::Idle;
   std::vector<Command> commands_;
   std::string record_, throttle_, ms_;
+  const std::vector<std::string>* generations_;
   Result result_ = Result::ServeCurrent;
   bool leftBehind_ = false;
 };

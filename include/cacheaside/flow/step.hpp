@@ -103,6 +103,10 @@ struct Settings {
   std::chrono::milliseconds pollMax{50};
   /// CacheOptions::failSafeThrottle.
   std::chrono::milliseconds failSafeThrottle{1000};
+  /// CallOptions::tags (empty: the call checks and stamps no tags).
+  std::vector<std::string> tags;
+  /// The Redis key of each tag's generation, in the order of tags.
+  std::vector<std::string> tagKeys;
 };
 
 } // namespace cacheaside::flow

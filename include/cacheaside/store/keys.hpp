@@ -54,6 +54,21 @@ inline Keys keysFor(std::string_view keyNamespace, std::string_view key) {
   return keys;
 }
 
+/// The Redis key holding tag's generation in keyNamespace: "N:tag:{tag'}" (never a value key,
+/// which has a brace right after "N:"). Throws std::invalid_argument for an empty tag.
+inline std::string tagKey(std::string_view keyNamespace, std::string_view tag) {
+  if (tag.empty()) {
+    throw std::invalid_argument("cacheaside: a tag must not be empty");
+  }
+  std::string out;
+  out.reserve(keyNamespace.size() + tag.size() + 7);
+  appendEscaped(out, keyNamespace);
+  out.append(":tag:{");
+  appendEscaped(out, tag);
+  out.push_back('}');
+  return out;
+}
+
 /// The Redis key holding user key's value in keyNamespace (what redis-cli would GET).
 inline std::string valueKey(std::string_view keyNamespace, std::string_view key) {
   return keysFor(keyNamespace, key).value;

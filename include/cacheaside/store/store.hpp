@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -217,6 +218,32 @@ public:
   /// Deletes the value (or lease) and the refresh lease of a key: one command.
   static Command invalidate(const Keys& keys) {
     return {keys.value, {"DEL", keys.value, keys.refreshLease}};
+  }
+
+  /// Reads a tag's generation (its key: tagKey()).
+  static Command readTag(std::string_view tagKey) { return {tagKey, {"GET", tagKey}}; }
+
+  /// The generation a readTag() reply holds ("" for a tag never invalidated); std::nullopt for
+  /// an error or a reply of another shape.
+  static std::optional<std::string_view> parseTag(const Reply& reply) {
+    if (reply.isNil()) {
+      return std::string_view();
+    }
+    if (reply.type != Reply::Type::String) {
+      return std::nullopt;
+    }
+    return std::string_view(reply.str);
+  }
+
+  /// Stands for a generation that could not be read: no tag ever has it.
+  static constexpr std::string_view kUnknownGeneration = "?";
+
+  /// Starts a new generation of a tag: every record stamped with an older one reads as
+  /// invalidated. One command whatever the number of keys carrying the tag. The generation key
+  /// has no TTL: were it to vanish, records stamped before would read as invalidated (a
+  /// generation is random, so a later one never equals an earlier one).
+  static Command newGeneration(std::string_view tagKey, std::string_view generation) {
+    return {tagKey, {"SET", tagKey, generation}};
   }
 
   /// Where a script was not cached on the server (a restart, a failover, SCRIPT FLUSH): true
