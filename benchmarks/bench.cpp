@@ -2,7 +2,8 @@
 // run, against one redis-server on 127.0.0.1. Prints one markdown table.
 //
 //   bench --port PORT --data products-20.json [--placement TEXT] [--reps N] [--quick]
-//         [--sections hit,miss,stampede,scaling,outage,codec] [--command-timeout MS]
+//         [--sections hit,miss,stampede,scaling,outage,batch,tags,codec]
+//         [--command-timeout MS]
 //   bench --port PORT --data products-20.json --profile hand|raw-set-get|json|msgpack|cbor|
 //         msgpack-cxx
 //         [--ops N]      (one hit case alone, for perf or valgrind --tool=callgrind)
@@ -33,6 +34,7 @@
 #include <sstream>
 #include <string>
 #include <unistd.h>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -50,7 +52,7 @@ struct Config {
   std::chrono::milliseconds hitDuration = 100ms;  // per slice: 4 slices a run
   std::chrono::milliseconds scaleDuration = 60ms; // per slice
   int missesPerRun = 1000;
-  std::string sections = "hit,miss,stampede,scaling,outage,codec,cluster";
+  std::string sections = "hit,miss,stampede,scaling,outage,batch,tags,codec,cluster";
   std::chrono::milliseconds commandTimeout{0}; // 0: HiredisOptions' default
   std::string profile; // --profile CASE: run only that case, for perf or callgrind
   long profileOps = 20000;
@@ -602,6 +604,131 @@ void scaling(const Config& cfg, const Products& products, const std::string& pay
 }
 
 // A loopback port that nothing listens on (the kernel picked it a moment ago).
+// 100 keys of which 10 miss (fresh keys each call, the other 90 warm): one getOrLoadMany
+// against 100 sequential getOrLoad calls, interleaved rep by rep. Values are one product each
+// (what a batch usually fetches: rows by id); the loader answers at once, so that the figures
+// are Redis round trips and the library's own work.
+void batchPath(const Config& cfg, cacheaside::HiredisClient& client, const Products& products,
+               const std::string& runId, bench::Table& table) {
+  using One = cacheaside::CacheAside<bench::Product>;
+  bench::CountingClient counting(client);
+  One cache(counting, cacheOptions("bench-batch-" + runId));
+  const bench::Product row = products.front();
+  std::vector<std::string> warm;
+  for (int i = 0; i < 90; ++i) {
+    warm.push_back("w" + std::to_string(i));
+  }
+  std::size_t loaderCalls = 0;
+  const auto batchLoader = [&](const std::vector<std::string>& keys) {
+    ++loaderCalls;
+    std::unordered_map<std::string, bench::Product> out;
+    for (const auto& k : keys) {
+      out.emplace(k, row);
+    }
+    return out;
+  };
+  cache.getOrLoadMany(warm, batchLoader);
+  const int calls = cfg.missesPerRun / 10; // calls per case and run
+  std::vector<double> batchUs, seqUs, ratios, batchTrips;
+  std::size_t batchLoads = 0;
+  long serial = 0;
+  const auto keysFor = [&] {
+    std::vector<std::string> keys = warm;
+    const std::string fresh = "m" + std::to_string(serial++) + ":";
+    for (int i = 0; i < 10; ++i) {
+      keys.push_back(fresh + std::to_string(i));
+    }
+    return keys;
+  };
+  for (int rep = 0; rep < cfg.reps; ++rep) {
+    const auto trips0 = counting.roundTrips();
+    const auto loads0 = loaderCalls;
+    auto t0 = bench::Clock::now();
+    for (int c = 0; c < calls; ++c) {
+      const auto got = cache.getOrLoadMany(keysFor(), batchLoader);
+      if (got.size() != 100 || !got.back()) {
+        throw std::runtime_error("bench: a batch came back short");
+      }
+    }
+    auto t1 = bench::Clock::now();
+    batchUs.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
+    batchTrips.push_back(static_cast<double>(counting.roundTrips() - trips0) / calls);
+    batchLoads += loaderCalls - loads0;
+    t0 = bench::Clock::now();
+    for (int c = 0; c < calls; ++c) {
+      for (const auto& key : keysFor()) {
+        if (cache.getOrLoad(key, [&] { return row; }).id != row.id) {
+          throw std::runtime_error("bench: wrong row");
+        }
+      }
+    }
+    t1 = bench::Clock::now();
+    seqUs.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
+    ratios.push_back(seqUs.back() / batchUs.back());
+  }
+  if (batchLoads != static_cast<std::size_t>(calls * cfg.reps)) {
+    throw std::runtime_error("bench: a batch called its loader more than once");
+  }
+  const double speedup = bench::median(ratios);
+  table.add({"6 batch",
+             "100 keys, 10 missing, 1 product each, instant loader; vs 100 sequential getOrLoad",
+             bench::format("%.0f µs/batch, %.2f round trips, 1 loader call", bench::median(batchUs),
+                           bench::median(batchTrips)),
+             bench::format("%.0f µs", bench::median(seqUs)), bench::format("%.1f× faster", speedup),
+             "≥ 20×, 2 round trips", verdict(speedup >= 20 && bench::median(batchTrips) <= 2.0)});
+}
+
+// What a tag costs a hit (one more GET in the lookup's pipeline, the check of the record's
+// stamp), and invalidateTag over 1,000 tagged keys against invalidate of the 1,000 keys.
+void tagCosts(const Config& cfg, cacheaside::HiredisClient& client, const Products& products,
+              const std::string& runId, bench::Table& table) {
+  JsonCache cache(client, cacheOptions("bench-tags-" + runId));
+  cacheaside::CallOptions tagged;
+  tagged.tags = {"category:books"};
+  const auto load = [&products] { return products; };
+  cache.getOrLoad("plain", load);
+  cache.getOrLoad("tagged", load, tagged);
+  std::vector<Case> cases;
+  cases.push_back({"untagged", 1, [&] {
+                     return bench::timedRun(1, cfg.hitDuration, true, [&](int) {
+                       return [&] { consume(cache.getOrLoad("plain", mustNotLoad)); };
+                     });
+                   }});
+  cases.push_back({"tagged", 1,
+                   [&] {
+                     return bench::timedRun(1, cfg.hitDuration, true, [&](int) {
+                       return [&] { consume(cache.getOrLoad("tagged", mustNotLoad, tagged)); };
+                     });
+                   },
+                   0});
+  runInterleaved(cases, cfg.reps);
+  table.add({"7 tags", "hit of a value with 1 tag, JSON, 1 thr; vs the same value untagged",
+             latencyCell(cases[1]), latencyCell(cases[0]),
+             bench::format("time/op %.2f", timeRatio(cases[1], cases[0])), "0 extra round trips",
+             "—"});
+  std::vector<std::string> keys;
+  for (int i = 0; i < 1000; ++i) {
+    keys.push_back("t" + std::to_string(i));
+    cache.getOrLoad(keys.back(), load, tagged);
+  }
+  std::vector<double> tagUs, keysUs;
+  for (int rep = 0; rep < cfg.reps; ++rep) {
+    auto t0 = bench::Clock::now();
+    cache.invalidateTag("category:books");
+    auto t1 = bench::Clock::now();
+    tagUs.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    t0 = bench::Clock::now();
+    cache.invalidate(keys);
+    t1 = bench::Clock::now();
+    keysUs.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+  }
+  table.add({"7 tags", "invalidate 1,000 tagged keys: invalidateTag vs invalidate(1,000 keys)",
+             bench::format("%.0f µs, 1 command", bench::median(tagUs)),
+             bench::format("%.0f µs, 1,000 commands", bench::median(keysUs)),
+             bench::format("time %.3f", bench::median(tagUs) / bench::median(keysUs)),
+             "O(1) commands", "—"});
+}
+
 int freeLoopbackPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -779,7 +906,8 @@ Config parseArgs(int argc, char** argv) {
     } else {
       throw std::runtime_error(
           "usage: bench --port PORT --data products-20.json [--cluster PORT] [--placement TEXT] "
-          "[--reps N] [--quick] [--sections hit,miss,stampede,scaling,outage,codec,cluster] "
+          "[--reps N] [--quick] "
+          "[--sections hit,miss,stampede,scaling,outage,batch,tags,codec,cluster] "
           "[--command-timeout MS] "
           "[--profile hand|json|msgpack|cbor|msgpack-cxx|raw-set-get [--ops N]]");
     }
@@ -838,6 +966,15 @@ int main(int argc, char** argv) {
     }
     if (wanted(cfg, "outage")) {
       outage(cfg, products, table);
+    }
+    if (wanted(cfg, "batch") || wanted(cfg, "tags")) {
+      cacheaside::HiredisClient client(poolOptions(cfg, 8));
+      if (wanted(cfg, "batch")) {
+        batchPath(cfg, client, products, runId, table);
+      }
+      if (wanted(cfg, "tags")) {
+        tagCosts(cfg, client, products, runId, table);
+      }
     }
     if (wanted(cfg, "cluster") && cfg.clusterPort > 0) {
       clusterSection(cfg, products, payload, runId, table);

@@ -1,5 +1,6 @@
 // products_api: an HTTP JSON API over a slow SQLite database whose GET responses are cached in
-// Redis (cacheaside::http::serve) and whose writes invalidate exactly the responses they change.
+// Redis (cacheaside::http::serve) and whose writes invalidate exactly the responses they change:
+// an item by its key, the lists by the tag of each category they show (see categoryTag).
 // The HTTP server is Boost.Beast (server.hpp).
 //
 //   products_api [--port N] [--redis HOST:PORT] [--db PATH] [--delay-ms N] [--ttl-s N]
@@ -318,12 +319,17 @@ private:
       category = value;
     }
     const http::Request cr = cacheRequest(req, kListPath, listQuery(category));
-    return send(http::serve(responses_, cr, listPolicy_, [&] {
-      return guarded([&] {
-        const std::vector<Product> products = db_.list(category);
-        return jsonResponse(200, products);
-      });
-    }));
+    cacheaside::CallOptions call; // a write invalidates the lists by their category's tag
+    call.tags = {categoryTag(category)};
+    return send(http::serve(
+        responses_, cr, listPolicy_,
+        [&] {
+          return guarded([&] {
+            const std::vector<Product> products = db_.list(category);
+            return jsonResponse(200, products);
+          });
+        },
+        call));
   }
 
   Outgoing item(const Incoming& req, const std::string& idText) {
@@ -344,7 +350,7 @@ private:
     return write([&] {
       const ProductInput input = parseInput(req.body);
       const Product created = db_.create(input);
-      invalidate({itemPath(created.id)}, {"", created.category});
+      invalidate({itemPath(created.id)}, {created.category});
       http::CachedResponse r = jsonResponse(201, created);
       r.location = itemPath(created.id);
       return r;
@@ -363,7 +369,7 @@ private:
         return jsonResponse(404, {{"error", "no product at " + itemPath(*id)}});
       }
       // Both lists: the product leaves its old category and joins its new one.
-      invalidate({itemPath(*id)}, {"", changed->first.category, changed->second.category});
+      invalidate({itemPath(*id)}, {changed->first.category, changed->second.category});
       return jsonResponse(200, changed->second);
     });
   }
@@ -378,7 +384,7 @@ private:
       if (!removed) {
         return jsonResponse(404, {{"error", "no product at " + itemPath(*id)}});
       }
-      invalidate({itemPath(*id)}, {"", removed->category});
+      invalidate({itemPath(*id)}, {removed->category});
       http::CachedResponse none;
       none.status = 204;
       return none;
@@ -417,21 +423,29 @@ private:
     }
   }
 
-  // After the commit: the items, and the lists of these categories ("" is the list of all).
-  void invalidate(const std::vector<std::string>& items, const std::vector<std::string>& lists) {
-    std::vector<std::string> keys;
+  // The tag every list of products in category carries; "" (the list of all) stands for every
+  // category.
+  static std::string categoryTag(const std::string& category) {
+    return category.empty() ? "category:*" : "category:" + category;
+  }
+
+  // After the commit: the items, and every list showing products of these categories (by
+  // tag, whatever lists there are).
+  void invalidate(const std::vector<std::string>& items,
+                  const std::vector<std::string>& categories) {
+    std::vector<std::string> keys, tags{categoryTag("")};
     for (const auto& path : items) {
       keys.push_back(*http::cacheKey(http::Request{"GET", path, {}, {}}, itemPolicy_));
     }
-    for (const auto& category : lists) {
-      const auto key =
-          *http::cacheKey(http::Request{"GET", kListPath, listQuery(category), {}}, listPolicy_);
-      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
-        keys.push_back(key);
+    for (const auto& category : categories) {
+      const std::string tag = categoryTag(category);
+      if (std::find(tags.begin(), tags.end(), tag) == tags.end()) {
+        tags.push_back(tag);
       }
     }
     try {
       responses_.invalidate(keys);
+      responses_.invalidateTags(tags);
     } catch (const cacheaside::Error& e) {
       // The write is committed; the cached responses stay until their TTL ends.
       invalidationFailures_.fetch_add(1, std::memory_order_relaxed);

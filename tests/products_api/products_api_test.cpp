@@ -471,6 +471,28 @@ TEST_CASE("PUT within a category invalidates the item, the all list and that cat
   CHECK(get(s, item).parsed().at("name") == "Renamed rake");
 }
 
+TEST_CASE("a write invalidates the lists by their category's tag, not by their keys") {
+  Service s;
+  get(s, "/api/products?category=garden");
+  get(s, "/api/products?category=books");
+  get(s, "/api/products");
+  cacheaside::HiredisClient redis(testsupport::clientOptions());
+  const auto stored = [&](const std::string& category) {
+    return testsupport::cmd(redis, {"GET", redisKeyOf(s, "/api/products", category)}).str;
+  };
+  const std::string gardenBefore = stored("garden"), booksBefore = stored("books");
+  REQUIRE_FALSE(gardenBefore.empty());
+  REQUIRE(post(s, productBody("Hose", "garden", 12)).status == 201);
+  // The garden list's record is still there, untouched: its tag moved on, so it reads as a miss.
+  CHECK(stored("garden") == gardenBefore);
+  CHECK(testsupport::cmd(redis, {"EXISTS", s.keyNamespace() + ":tag:{category:garden}"}).integer ==
+        1);
+  CHECK(get(s, "/api/products?category=garden").xCache == "MISS");
+  CHECK(get(s, "/api/products").xCache == "MISS");
+  CHECK(get(s, "/api/products?category=books").xCache == "HIT");
+  CHECK(stored("books") == booksBefore);
+}
+
 TEST_CASE("DELETE invalidates the item, the all list and its category list") {
   Service s;
   const json kitchen = get(s, "/api/products?category=kitchen").parsed();
