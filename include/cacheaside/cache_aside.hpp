@@ -205,7 +205,8 @@ public:
                          : std::is_convertible_v<Mapped, T>,
                   "cacheaside: the batch loader must return (key, T) or (key, std::optional<T>) "
                   "pairs");
-    const flow::Settings settings = settingsFor(call);
+    flow::Settings settings = settingsFor(call);
+    settings.readTtl = false; // a batch refreshes nothing: it serves stale values as they are
     std::vector<std::string_view> distinct;
     std::vector<std::size_t> slot; // position -> index in distinct
     std::unordered_map<std::string_view, std::size_t> seen;

@@ -83,11 +83,6 @@ public:
       using Result = flow::GetFlow::Result;
       switch (item.flow.result()) {
       case Result::Hit:
-        if (item.flow.refresh() == flow::Refresh::Stale) {
-          Outcome ignored = Outcome::Hit;
-          item.value =
-              runner_.serveCurrent(item.key, std::move(item.value), flow::Refresh::Stale, ignored);
-        }
         backend_.emitSince(EventType::Hit, item.key, started);
         break;
       case Result::Negative:
@@ -270,6 +265,7 @@ private:
     std::size_t begin = 0;
     while (begin < sending.size()) {
       std::vector<Command> commands;
+      commands.reserve(kMaxPipeline);
       std::size_t end = begin;
       while (end < sending.size() &&
              (end == begin || commands.size() + sending[end]->a.commands->size() <= kMaxPipeline)) {

@@ -192,7 +192,9 @@ private:
   Action sendLookup() {
     std::vector<Command> commands;
     store_.lookup(keys_, lease_,
-                  settings_.xfetchBeta > 0 || settings_.entry.staleWindow.count() > 0, commands);
+                  settings_.readTtl &&
+                      (settings_.xfetchBeta > 0 || settings_.entry.staleWindow.count() > 0),
+                  commands);
     appendTagReads(settings_, commands);
     return send(State::Looking, std::move(commands));
   }

@@ -103,6 +103,9 @@ struct Settings {
   std::chrono::milliseconds pollMax{50};
   /// CacheOptions::failSafeThrottle.
   std::chrono::milliseconds failSafeThrottle{1000};
+  /// Whether lookups ask for the remaining TTL when XFetch or a stale window would use it
+  /// (batches, which refresh nothing, do not).
+  bool readTtl = true;
   /// CallOptions::tags (empty: the call checks and stamps no tags).
   std::vector<std::string> tags;
   /// The Redis key of each tag's generation, in the order of tags.
