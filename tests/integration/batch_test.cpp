@@ -6,6 +6,7 @@
 #include "support/product.hpp"
 #include "support/redis_server.hpp"
 #include "support/sync.hpp"
+#include "support/test_clients.hpp"
 #include "support/test_redis.hpp"
 
 #include <cacheaside/cacheaside.hpp>
@@ -119,7 +120,7 @@ TEST_CASE("a batch of 100 keys with 10 misses costs 2 round trips and 1 loader c
 }
 
 TEST_CASE("a batch answers duplicate keys at every position and loads them once") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("batch-dup"));
   RecordingLoader loader;
   const std::vector<std::string> keys{"p1", "p2", "p1", "p3", "p2"};
@@ -168,7 +169,7 @@ TEST_CASE("a batch of 10000 keys is sent in bounded pipelines with one loader ca
 }
 
 TEST_CASE("a batch loader that throws gives its leases up and the call rethrows") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("batch-throw");
   CacheAside<Product> cache(client, options);
   cache.getOrLoad("p1", [] { return product(1); });
@@ -192,7 +193,7 @@ TEST_CASE("a batch loader that throws gives its leases up and the call rethrows"
 }
 
 TEST_CASE("a batch ignores keys the loader returns unasked and caches the missing as not found") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("batch-missing");
   CacheAside<Product> cache(client, options);
   int calls = 0;
@@ -241,7 +242,7 @@ TEST_CASE("a batch ignores keys the loader returns unasked and caches the missin
 }
 
 TEST_CASE("a batch waits together for the keys another cache is loading") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("batch-wait");
   CacheAside<Product> other(client, options), cache(client, options);
   testsupport::Latch loading(2), release(1);

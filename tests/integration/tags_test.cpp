@@ -6,6 +6,7 @@
 #include "support/product.hpp"
 #include "support/redis_server.hpp"
 #include "support/sync.hpp"
+#include "support/test_clients.hpp"
 #include "support/test_redis.hpp"
 
 #include <cacheaside/cacheaside.hpp>
@@ -97,7 +98,7 @@ TEST_CASE("invalidateTag invalidates every value carrying the tag with one comma
 }
 
 TEST_CASE("a load that overlapped invalidateTag in another process is never read as fresh") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("tags-race");
   CacheAside<Product> writerSide(client, options), readerSide(client, options);
   const auto books = tagged({"category:books"});
@@ -130,7 +131,7 @@ TEST_CASE("a load that overlapped invalidateTag in another process is never read
 }
 
 TEST_CASE("callers that joined a load overlapping invalidateTag look again") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("tags-join");
   CacheAside<Product> writerSide(client, options), cache(client, options);
   const auto books = tagged({"category:books"});
@@ -159,7 +160,7 @@ TEST_CASE("callers that joined a load overlapping invalidateTag look again") {
 }
 
 TEST_CASE("tags: records without a call's tags are reloaded once and untagged calls skip checks") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("tags-old"));
   int loads = 0;
   auto load = [&] {
@@ -177,7 +178,7 @@ TEST_CASE("tags: records without a call's tags are reloaded once and untagged ca
 }
 
 TEST_CASE("tags: a lost generation key invalidates rather than revives") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("tags-lost");
   CacheAside<Product> cache(client, options);
   int loads = 0;
@@ -193,7 +194,7 @@ TEST_CASE("tags: a lost generation key invalidates rather than revives") {
 }
 
 TEST_CASE("tags: cached not found carries tags too") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("tags-negative"));
   int loads = 0;
   auto missing = [&]() -> std::optional<Product> {
@@ -210,7 +211,7 @@ TEST_CASE("tags: cached not found carries tags too") {
 }
 
 TEST_CASE("tags: a batch names tags for all its keys and reloads them in one loader call") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("tags-batch"));
   std::vector<std::vector<std::string>> calls;
   auto loader = [&](const std::vector<std::string>& keys) {
@@ -233,7 +234,7 @@ TEST_CASE("tags: a batch names tags for all its keys and reloads them in one loa
 }
 
 TEST_CASE("tags: bad tags are refused") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("tags-bad"));
   const auto load = [] { return product(1); };
   CHECK_THROWS_AS(cache.getOrLoad("p", load, tagged({""})), std::invalid_argument);
