@@ -109,3 +109,27 @@ TEST_CASE("every truncation and every single-byte change of the header is handle
     }
   }
 }
+
+TEST_CASE(
+    "extension fields are type, length, value; unknown ones are skipped, overruns hold none") {
+  std::string bytes;
+  const std::string fields("\x07\x02xy\x01\x08"
+                           "ABCDEFGH",
+                           14);
+  envelope::appendHeader(bytes, EntryKind::Value, 0, 0, 0, fields);
+  CHECK((static_cast<unsigned char>(bytes[3]) & envelope::kHasExtensions) != 0);
+  bytes += "payload";
+  const auto env = envelope::decode(bytes);
+  REQUIRE(env);
+  CHECK(env->extensions == fields);
+  CHECK(env->payload == "payload");
+  CHECK(envelope::field(env->extensions, 7) == std::string_view("xy"));
+  CHECK(envelope::field(env->extensions, 1) == std::string_view("ABCDEFGH"));
+  CHECK_FALSE(envelope::field(env->extensions, 2));
+  CHECK(envelope::expiresAt(*env) == 0x4847464544434241);
+  CHECK_FALSE(envelope::field(std::string_view("\x07\x05xy", 4), 7)); // overruns the block
+  CHECK_FALSE(envelope::field(std::string_view("\x07", 1), 7));
+  cacheaside::Envelope wrongSize;
+  wrongSize.extensions = std::string_view("\x01\x02xy", 4);
+  CHECK(envelope::expiresAt(wrongSize) == 0);
+}

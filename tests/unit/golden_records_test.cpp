@@ -36,6 +36,32 @@ const std::string kNegative = unhex("ca0101000500000000000000");
 // A lease, with its 16-byte token.
 const std::string kLease = unhex("ca0102000000000000000000"
                                  "00112233445566778899aabbccddeeff");
+// The kettle loaded in 37 ms as the codec writes it since expiry stamps: an extension block of
+// 10 bytes holding field 1 (the expiry stamp, 8 bytes) unset, for the server to set.
+const std::string kStampSlot = unhex("ca0100102500000000000000"
+                                     "0a00"
+                                     "0108"
+                                     "0000000000000000"
+                                     "7b2263617465676f7279223a226b69746368656e222c226964223a"
+                                     "312c226e616d65223a226b6574746c65222c227072696365223a3139"
+                                     "2e357d");
+// The same as the server stores it: stamped to expire at 1700000060000 ms (server clock).
+const std::string kStamped = unhex("ca0100102500000000000000"
+                                   "0a00"
+                                   "0108"
+                                   "6052e6cf8b010000"
+                                   "7b2263617465676f7279223a226b69746368656e222c226964223a"
+                                   "312c226e616d65223a226b6574746c65222c227072696365223a3139"
+                                   "2e357d");
+// A record of a later version: a field of type 7 (3 bytes) ahead of the stamp.
+const std::string kLaterField = unhex("ca0100102500000000000000"
+                                      "0f00"
+                                      "0703aabbcc"
+                                      "0108"
+                                      "6052e6cf8b010000"
+                                      "7b2263617465676f7279223a226b69746368656e222c226964223a"
+                                      "312c226e616d65223a226b6574746c65222c227072696365223a3139"
+                                      "2e357d");
 } // namespace
 
 TEST_CASE("golden records of format 1 decode to what they were written with") {
@@ -66,13 +92,38 @@ TEST_CASE("golden records of format 1 decode to what they were written with") {
   CHECK(env->payload.size() == 16);
 }
 
+TEST_CASE("stamped golden records decode, and the stamp is found among unknown fields") {
+  const cacheaside::Codec<Product, cacheaside::JsonSerializer<Product>> codec({});
+  std::string error;
+  for (const std::string* bytes : {&kStampSlot, &kStamped, &kLaterField}) {
+    const auto env = cacheaside::codec::inspect(*bytes);
+    REQUIRE(env);
+    CHECK(env->kind == EntryKind::Value);
+    CHECK(env->loadMillis == 37);
+    CHECK(codec.decode(*env, error) == kKettle);
+  }
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kStampSlot)) == 0);
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kStamped)) == 1700000060000);
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kLaterField)) == 1700000060000);
+  // Records of format 1 before stamps carry none: their freshness is the server's PTTL.
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kValue)) == 0);
+  // The server stamps where the codec put the slot; a later field ahead of it moves it.
+  CHECK(cacheaside::envelope::hasExpiryStampSlot(kStampSlot));
+  CHECK_FALSE(cacheaside::envelope::hasExpiryStampSlot(kLaterField));
+  CHECK_FALSE(cacheaside::envelope::hasExpiryStampSlot(kValue));
+}
+
 TEST_CASE("today's codec still writes the golden records byte for byte") {
   const cacheaside::Codec<Product, cacheaside::JsonSerializer<Product>> codec({});
   std::string out, error;
+  // Values carry the expiry stamp's slot since stamps (kValue and kStaleWindow, without it,
+  // are what earlier versions wrote).
   REQUIRE(codec.encode(kKettle, 37, 0, out, error) == cacheaside::codec::Encoded::Ok);
-  CHECK(out == kValue);
+  CHECK(out == kStampSlot);
   REQUIRE(codec.encode(kKettle, 1200, 60000, out, error) == cacheaside::codec::Encoded::Ok);
-  CHECK(out == kStaleWindow);
+  CHECK(out.substr(0, 12) == kStaleWindow.substr(0, 3) + '\x10' + kStaleWindow.substr(4, 8));
+  CHECK(out.substr(12, 12) == kStampSlot.substr(12, 12));
+  CHECK(out.substr(24) == kStaleWindow.substr(12));
   CHECK(cacheaside::codec::negativeRecord(5) == kNegative);
   const std::string lease = cacheaside::codec::leaseRecord();
   CHECK(lease.size() == kLease.size());

@@ -11,8 +11,17 @@
 ///   bytes 8-11 stale window in ms, little-endian: the last part of the key's Redis TTL during
 ///              which the value is stale (served while one caller refreshes it)
 ///   [extension block, when flagged: a 2-byte little-endian length, then that many bytes of
-///    fields for later features; a reader skips what it does not know]
+///    fields, each a type byte, a length byte and that many bytes; a reader skips types it does
+///    not know, and a block whose fields overrun it holds no field]
 ///   payload    the serialized value (Value), nothing (Negative), or a token (Lease)
+///
+/// Extension fields (Value records only):
+///   type 1  expiry stamp, 8 bytes little-endian: when the key expires, in milliseconds since
+///           the Unix epoch by the Redis server's clock. The codec writes it first, as zeros
+///           (bytes 16-23 of the record); the store's write scripts set it from the server's
+///           TIME as they store the record, so freshness is judged by one clock for all hosts.
+///           Zero or absent (records of earlier versions): unknown.
+///   types 2-255 are free for later features.
 ///
 /// Pure functions, no I/O: anything that is not exactly this shape decodes to std::nullopt.
 
@@ -60,20 +69,79 @@ inline constexpr std::size_t kHeaderSize = 12;
 inline constexpr unsigned char kHasExtensions = 0x10;
 /// Flag bits that name the compressor.
 inline constexpr unsigned char kCompressorMask = 0x0F;
+/// Extension field type: the expiry stamp.
+inline constexpr unsigned char kExpiryStamp = 1;
+/// Size of the expiry stamp's value.
+inline constexpr std::size_t kExpiryStampSize = 8;
+/// Where the codec puts the expiry stamp's value in a record: after the header, the block's
+/// length and the field's type and length.
+inline constexpr std::size_t kExpiryStampAt = kHeaderSize + 2 + 2;
 
-/// Appends a header to out (with compressor id compressor, 0..15); the caller appends the
-/// payload after it.
+/// Appends a header to out (with compressor id compressor, 0..15) and, when extensions is not
+/// empty, the extension block holding those field bytes (at most 65535); the caller appends
+/// the payload after it.
 inline void appendHeader(std::string& out, EntryKind kind, std::uint32_t loadMillis,
-                         std::uint32_t staleMillis = 0, std::uint8_t compressor = 0) {
+                         std::uint32_t staleMillis = 0, std::uint8_t compressor = 0,
+                         std::string_view extensions = {}) {
   out.push_back(static_cast<char>(kMagic));
   out.push_back(static_cast<char>(kVersion));
   out.push_back(static_cast<char>(kind));
-  out.push_back(static_cast<char>(compressor & kCompressorMask));
+  out.push_back(static_cast<char>((compressor & kCompressorMask) |
+                                  (extensions.empty() ? 0 : kHasExtensions)));
   for (const std::uint32_t field : {loadMillis, staleMillis}) {
     for (int i = 0; i < 4; ++i) {
       out.push_back(static_cast<char>((field >> (8 * i)) & 0xFF));
     }
   }
+  if (!extensions.empty()) {
+    out.push_back(static_cast<char>(extensions.size() & 0xFF));
+    out.push_back(static_cast<char>((extensions.size() >> 8) & 0xFF));
+    out.append(extensions);
+  }
+}
+
+/// The extension field of a Value record that the server stamps with the key's expiry: zeros
+/// until then.
+inline constexpr std::string_view kUnsetExpiryStamp{"\x01\x08\0\0\0\0\0\0\0\0", 10};
+
+/// The value of extension field type in an extension block; std::nullopt when there is none.
+inline std::optional<std::string_view> field(std::string_view extensions,
+                                             unsigned char type) noexcept {
+  while (extensions.size() >= 2) {
+    const auto t = static_cast<unsigned char>(extensions[0]);
+    const std::size_t length = static_cast<unsigned char>(extensions[1]);
+    if (extensions.size() - 2 < length) {
+      return std::nullopt;
+    }
+    if (t == type) {
+      return extensions.substr(2, length);
+    }
+    extensions.remove_prefix(2 + length);
+  }
+  return std::nullopt;
+}
+
+/// The key's expiry stamped into a record (ms since the Unix epoch, server clock); 0 when the
+/// record carries none.
+inline std::uint64_t expiresAt(const Envelope& env) noexcept {
+  const auto stamp = field(env.extensions, kExpiryStamp);
+  if (!stamp || stamp->size() != kExpiryStampSize) {
+    return 0;
+  }
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < kExpiryStampSize; ++i) {
+    v |= std::uint64_t{static_cast<unsigned char>((*stamp)[i])} << (8 * i);
+  }
+  return v;
+}
+
+/// Whether record (encoded bytes) has the expiry stamp's field where the codec puts it, for the
+/// server to set.
+inline bool hasExpiryStampSlot(std::string_view record) noexcept {
+  return record.size() >= kExpiryStampAt + kExpiryStampSize &&
+         (static_cast<unsigned char>(record[3]) & kHasExtensions) != 0 &&
+         static_cast<unsigned char>(record[kHeaderSize + 2]) == kExpiryStamp &&
+         static_cast<unsigned char>(record[kHeaderSize + 3]) == kExpiryStampSize;
 }
 
 /// Decodes a record; std::nullopt for bytes this library did not write (or wrote in another

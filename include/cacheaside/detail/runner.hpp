@@ -13,6 +13,7 @@
 #include <cacheaside/flow/refresh_flow.hpp>
 #include <cacheaside/store/store.hpp>
 
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <string>
@@ -28,7 +29,8 @@ public:
   struct Found {
     std::optional<T> value;
     flow::Refresh refresh = flow::Refresh::None;
-    long long pttl = -1; // the value's remaining TTL when read (when it was asked for)
+    long long pttl = -1;         // the value's remaining TTL when read (when it was asked for)
+    std::uint64_t expiresAt = 0; // the record's expiry stamp (server clock), 0 without one
     Outcome outcome = Outcome::Hit;
     bool fenced = false; // loaded while the key was invalidated: may predate a write
   };
@@ -60,6 +62,7 @@ public:
     case Result::Hit:
       found.refresh = flow.refresh();
       found.pttl = flow.pttl();
+      found.expiresAt = flow.expiresAt();
       backend_.emitSince(EventType::Hit, key, started);
       return found;
     case Result::Negative:
@@ -89,7 +92,7 @@ public:
                            const flow::Settings& settings, Load& load, std::optional<T> current,
                            const Found& found, Outcome& how, LeaseRenewer& renewer) {
     Backend::CallSink sink(backend_, key);
-    flow::RefreshFlow flow(store_, keys, settings, sink, found.pttl);
+    flow::RefreshFlow flow(store_, keys, settings, sink, found.pttl, found.expiresAt);
     std::optional<T> fresh;
     std::exception_ptr thrown;
     const auto started = backend_.now();
