@@ -2,7 +2,8 @@
 // run, against one redis-server on 127.0.0.1. Prints one markdown table.
 //
 //   bench --port PORT --data products-20.json [--placement TEXT] [--reps N] [--quick]
-//         [--sections hit,miss,stampede,scaling,outage,codec] [--command-timeout MS]
+//         [--sections hit,miss,stampede,scaling,outage,compression,codec]
+//         [--command-timeout MS]
 //   bench --port PORT --data products-20.json --profile hand|raw-set-get|json|msgpack|cbor|
 //         msgpack-cxx
 //         [--ops N]      (one hit case alone, for perf or valgrind --tool=callgrind)
@@ -48,7 +49,7 @@ struct Config {
   std::chrono::milliseconds hitDuration = 100ms;  // per slice: 4 slices a run
   std::chrono::milliseconds scaleDuration = 60ms; // per slice
   int missesPerRun = 1000;
-  std::string sections = "hit,miss,stampede,scaling,outage,codec";
+  std::string sections = "hit,miss,stampede,scaling,outage,compression,codec";
   std::chrono::milliseconds commandTimeout{0}; // 0: HiredisOptions' default
   std::string profile; // --profile CASE: run only that case, for perf or callgrind
   long profileOps = 20000;
@@ -59,9 +60,12 @@ using MsgPackCache = cacheaside::CacheAside<Products, cacheaside::MsgPackSeriali
 using CborCache = cacheaside::CacheAside<Products, cacheaside::CborSerializer<Products>>;
 using MsgpackCxxCache = cacheaside::CacheAside<Products, cacheaside::MsgpackSerializer<Products>>;
 
+// The first id of the payload file, set once before anything runs.
+int firstId = 0;
+
 // Keeps results observable, and checks them, without costing more than a compare.
 void consume(const Products& v) {
-  if (v.size() != 20 || v.front().id != 1) {
+  if (v.size() != 20 || v.front().id != firstId) {
     throw std::runtime_error("bench: wrong value read");
   }
 }
@@ -587,6 +591,77 @@ void scaling(const Config& cfg, const Products& products, const std::string& pay
   }
 }
 
+// 6. Compression through the cache: stored bytes (STRLEN of the record) and the 1-thread hit
+// time of 2 KB, 64 KB and 1 MB JSON values, without a compressor and with LZ4 and zstd (level
+// 3, compressAbove 1 KiB), next to the hand-written GET + json::parse of the same value
+// uncompressed. Prints its own table.
+void compression(const Config& cfg, const Products& products) {
+  cacheaside::HiredisClient client(poolOptions(cfg, 2));
+  bench::RawConn conn(cfg.port, std::chrono::milliseconds(1000));
+  struct Variant {
+    const char* label;
+    std::shared_ptr<const cacheaside::Compressor> compressor;
+  };
+  const Variant variants[] = {{"none", nullptr},
+                              {"LZ4", std::make_shared<cacheaside::Lz4Compressor>()},
+                              {"zstd level 3", std::make_shared<cacheaside::ZstdCompressor>()}};
+  bench::Table out({"value (JSON)", "compressor", "stored bytes", "hit (1 thr)",
+                    "hand-written GET + parse, uncompressed", "hit ÷ hand-written"});
+  for (const std::size_t size :
+       {std::size_t{2} << 10, std::size_t{64} << 10, std::size_t{1} << 20}) {
+    const Products value = bench::repeatedProducts(products, size);
+    const std::string json = nlohmann::json(value).dump();
+    const std::string handKey = "bench-hand:{z" + std::to_string(size) + "}";
+    conn.command({"SET", handKey, json, "PX", "3600000"});
+    std::vector<std::unique_ptr<JsonCache>> caches;
+    std::vector<long long> stored;
+    for (const Variant& v : variants) {
+      cacheaside::CacheOptions o = cacheOptions(std::string("bench-z-") + v.label);
+      o.maxValueBytes = std::size_t{4} << 20;
+      o.compressor = v.compressor;
+      caches.push_back(std::make_unique<JsonCache>(client, o));
+      const std::string key = "z" + std::to_string(size);
+      if (!caches.back()->set(key, value, std::chrono::hours(1))) {
+        throw std::runtime_error("bench: a compression-section value was not stored");
+      }
+      stored.push_back(
+          conn.command({"STRLEN", cacheaside::store::valueKey(o.keyNamespace, key)})->integer);
+    }
+    const auto check = [n = value.size()](const Products& got) {
+      if (got.size() != n) {
+        throw std::runtime_error("bench: wrong value read");
+      }
+    };
+    std::vector<std::function<void()>> cases;
+    cases.push_back([&conn, &handKey, check] {
+      const bench::ReplyPtr r = conn.command({"GET", handKey});
+      check(nlohmann::json::parse(r->str, r->str + r->len).get<Products>());
+    });
+    for (auto& cache : caches) {
+      cases.push_back([&cache, size, check] {
+        check(cache->getOrLoad("z" + std::to_string(size), mustNotLoad));
+      });
+    }
+    const std::vector<double> us =
+        bench::medianMicros(cases, cfg.reps, std::chrono::milliseconds(size > 100000 ? 300 : 60));
+    for (std::size_t i = 0; i < caches.size(); ++i) {
+      out.add({bench::format("%zu B", json.size()), variants[i].label,
+               bench::format("%lld B (%.2f of none)", stored[i],
+                             static_cast<double>(stored[i]) / static_cast<double>(stored[0])),
+               bench::format("%.1f µs", us[i + 1]), bench::format("%.1f µs", us[0]),
+               bench::format("%.3f", us[i + 1] / us[0])});
+      if (caches[i]->stats().loads != 0) {
+        throw std::runtime_error("bench: the compression section loaded");
+      }
+    }
+  }
+  std::printf("\ncompression through the cache: the product list repeated to the size; mean "
+              "µs per call over slices of at least 60 ms (300 ms at 1 MB), median of %d "
+              "interleaved runs; placement: %s\n\n",
+              cfg.reps, cfg.placement.c_str());
+  out.print(stdout);
+}
+
 // A loopback port that nothing listens on (the kernel picked it a moment ago).
 int freeLoopbackPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -681,7 +756,8 @@ Config parseArgs(int argc, char** argv) {
     } else {
       throw std::runtime_error(
           "usage: bench --port PORT --data products-20.json [--placement TEXT] [--reps N] "
-          "[--quick] [--sections hit,miss,stampede,scaling,outage,codec] [--command-timeout MS] "
+          "[--quick] [--sections hit,miss,stampede,scaling,outage,compression,codec] "
+          "[--command-timeout MS] "
           "[--profile hand|json|msgpack|cbor|msgpack-cxx|raw-set-get [--ops N]]");
     }
   }
@@ -699,6 +775,10 @@ int main(int argc, char** argv) {
     const Config cfg = parseArgs(argc, argv);
     const std::string fileBytes = readFile(cfg.dataPath);
     const Products products = nlohmann::json::parse(fileBytes).get<Products>();
+    if (products.size() != 20) {
+      throw std::runtime_error("bench: the payload file must hold 20 products");
+    }
+    firstId = products.front().id;
     const std::string payload = nlohmann::json(products).dump();
     std::string msgpack;
     cacheaside::MsgPackSerializer<Products>::encode(products, msgpack);
@@ -745,6 +825,9 @@ int main(int argc, char** argv) {
                 "medians of per-run ratios (time/op = inverse of ops/s)\n\n",
                 cfg.placement.c_str(), cfg.reps);
     table.print(stdout);
+    if (wanted(cfg, "compression")) {
+      compression(cfg, products);
+    }
     if (wanted(cfg, "codec")) {
       bench::codecSection(products, cfg.reps);
     }
