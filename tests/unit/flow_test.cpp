@@ -152,10 +152,11 @@ TEST_CASE("flow: a stamped record is judged by the server's clock, whatever the 
   for (const auto shift : {-10min, 0min, 10min}) {
     Fixture f;
     f.t0 += 24h + shift;
-    f.store.parseLookup({nil(), timeReply(kServerNow)}, f.t0);
+    const cacheaside::store::Store store(5s); // a host whose clock reads t0 when the server's
+    store.parseLookup({nil(), timeReply(kServerNow)}, f.t0); // reads kServerNow
     f.settings.xfetchBeta = 0;
     f.settings.entry.staleWindow = 10s;
-    GetFlow flow(f.store, f.keys, f.settings, f.sink);
+    GetFlow flow(store, f.keys, f.settings, f.sink);
     flow.start();
     REQUIRE(flow.onReplies({str(stamped(0, 10000, "v", 12000))}, f.t0 + 3s).kind == Kind::Decode);
     flow.onDecoded(true, 0.5);

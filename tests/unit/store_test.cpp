@@ -116,6 +116,16 @@ TEST_CASE("store: the server clock follows TIME replies, whatever the local cloc
   b.sample(timeReply("1700000000", "0"), late);
   CHECK(a.serverNowMillis(early + 1500ms) == 1700000001500);
   CHECK(b.serverNowMillis(late + 1500ms) == 1700000001500);
+  // A later reply that says the server is less far ahead was delayed on its way (a busy
+  // machine): it does not hold the estimate back, until the estimate has aged by 1 ms a second.
+  b.sample(timeReply("1700000001", "900000"), late + 2s); // 100 ms late
+  CHECK(b.serverNowMillis(late + 2s) == 1700000001998);
+  b.sample(timeReply("1700000012", "0"), late + 12s); // on time, and 10 ms of age allowed
+  CHECK(b.serverNowMillis(late + 12s) == 1700000012000);
+  b.sample(timeReply("1700000600", "0"), late + 612s);      // the server's clock went back 12 s
+  CHECK(b.serverNowMillis(late + 612s) == 1700000611400);   // followed at 1 ms a second
+  b.sample(timeReply("1700000700", "500000"), late + 700s); // and forward at once
+  CHECK(b.serverNowMillis(late + 700s) == 1700000700500);
   // Anything but a TIME reply leaves the sample as it was.
   for (const Reply& bad : {reply(Reply::Type::Integer, {}, 5), timeReply("x", "0"),
                            timeReply("1700000000", "1000000"), timeReply("-3", "0"), Reply{}}) {

@@ -6,12 +6,17 @@
 /// asking the key's PTTL, so a hit stays one command and every host judges freshness by the
 /// server's clock, whatever its own clock says.
 ///
-/// The estimate lags the server by at most the TIME reply's trip back (it is taken when the
-/// reply arrives); a new sample is asked for every kResample, which bounds the drift between
-/// the two clocks and follows a server whose clock was stepped (or replaced by a failover).
+/// A sample can only lag the server: it is taken when the reply arrives, after its trip back
+/// and after any wait for the CPU. So a new sample replaces the estimate only when it says the
+/// server is further ahead, or when the estimate, aged by kDriftPerSecond, says less: one reply
+/// delayed by a busy machine cannot hold freshness back for long. A sample is asked for every
+/// kResample, which bounds the drift between the two clocks and follows a server whose clock
+/// was stepped forward at once (stepped back, or replaced by a failover to a server behind it,
+/// at kDriftPerSecond).
 
 #include <cacheaside/client/redis_client.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -29,6 +34,9 @@ public:
   using Clock = std::chrono::steady_clock;
   /// How long a sample is used before a lookup asks for a new one.
   static constexpr std::chrono::milliseconds kResample{30000};
+  /// How far the estimate may fall behind per second of its age when a later sample says less
+  /// (1000 ppm: twice what NTP lets a clock slew).
+  static constexpr std::chrono::microseconds kDriftPerSecond{1000};
 
   /// Whether the caller's lookup should carry a TIME command: true when a sample is due, for
   /// one caller until serverNow() finds one due again.
@@ -50,7 +58,15 @@ public:
       return;
     }
     const long long local = localMicros(now);
-    offset_.store(seconds * 1000000 + micros - local, std::memory_order_relaxed);
+    long long offset = seconds * 1000000 + micros - local;
+    const long long at = sampledAt_.load(std::memory_order_acquire);
+    if (at != kNever && local > at) {
+      const long long aged = offset_.load(std::memory_order_relaxed) -
+                             (local - at) / 1000000 * kDriftPerSecond.count() -
+                             (local - at) % 1000000 * kDriftPerSecond.count() / 1000000;
+      offset = std::max(offset, aged);
+    }
+    offset_.store(offset, std::memory_order_relaxed);
     sampledAt_.store(local, std::memory_order_release);
   }
 
