@@ -19,6 +19,7 @@
 #include <cacheaside/cacheaside.hpp>
 
 #include <arpa/inet.h>
+#include <cacheaside/client/hiredis_cluster.hpp>
 #include <cacheaside/hiredis_client.hpp>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -43,13 +44,14 @@ using bench::TimedResult;
 
 struct Config {
   int port = 0;
+  int clusterPort = 0; // --cluster PORT: a seed of a Redis Cluster, for the cluster section
   std::string dataPath;
   std::string placement = "not pinned";
   int reps = 5;
   std::chrono::milliseconds hitDuration = 100ms;  // per slice: 4 slices a run
   std::chrono::milliseconds scaleDuration = 60ms; // per slice
   int missesPerRun = 1000;
-  std::string sections = "hit,miss,stampede,scaling,outage,compression,codec";
+  std::string sections = "hit,miss,stampede,scaling,outage,compression,codec,cluster";
   std::chrono::milliseconds commandTimeout{0}; // 0: HiredisOptions' default
   std::string profile; // --profile CASE: run only that case, for perf or callgrind
   long profileOps = 20000;
@@ -60,12 +62,13 @@ using MsgPackCache = cacheaside::CacheAside<Products, cacheaside::MsgPackSeriali
 using CborCache = cacheaside::CacheAside<Products, cacheaside::CborSerializer<Products>>;
 using MsgpackCxxCache = cacheaside::CacheAside<Products, cacheaside::MsgpackSerializer<Products>>;
 
-// The first id of the payload file, set once before anything runs.
-int firstId = 0;
+// The payload's shape, set once from the data file, for consume() to check reads against.
+std::size_t gProductCount = 0;
+int gFirstId = 0;
 
 // Keeps results observable, and checks them, without costing more than a compare.
 void consume(const Products& v) {
-  if (v.size() != 20 || v.front().id != firstId) {
+  if (v.size() != gProductCount || v.front().id != gFirstId) {
     throw std::runtime_error("bench: wrong value read");
   }
 }
@@ -292,8 +295,8 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
           });
     }
     if (threads == 2) {
-      add("JSON, same key (calls coalesce)", threads, base,
-          [&json](int) { return cacheHit(json, "hit:0"); });
+      // Concurrent hits on one key each read Redis: a read in flight is never shared.
+      add("JSON, same key", threads, base, [&json](int) { return cacheHit(json, "hit:0"); });
     }
     add("MessagePack", threads, base,
         [&msgpack, ownKey](int t) { return cacheHit(msgpack, ownKey(t)); });
@@ -313,13 +316,11 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
     const double tr = timeRatio(c, base);
     const double pr = p50Ratio(c, base);
     const bool isJson = c.label.rfind("JSON", 0) == 0;
-    const bool coalesced = c.label.find("coalesce") != std::string::npos;
+    const bool sameKey = c.label.find("same key") != std::string::npos;
     const bool msgpackCxxCase = c.label.rfind("msgpack-cxx", 0) == 0;
     std::string target = "—";
     std::string met = "—";
-    if (coalesced) {
-      target = "(not comparable)";
-    } else if (c.label.rfind("diagnosis", 0) == 0) {
+    if (c.label.rfind("diagnosis", 0) == 0) {
       target = "(no library)";
     } else if (msgpackCxxCase && threads == 1) {
       target = "≤ 0.40";
@@ -331,7 +332,7 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
       target = "< 1.00";
       met = verdict(tr < 1.0 && pr < 1.0);
     }
-    const std::string keys = coalesced ? "" : ", own keys";
+    const std::string keys = sameKey ? "" : ", own keys";
     table.add({"1 hit", c.label + ", " + std::to_string(threads) + " thr" + keys, latencyCell(c),
                latencyCell(base), bench::format("time/op %.3f, p50 %.3f", tr, pr), target, met});
   }
@@ -718,6 +719,88 @@ void outage(const Config& cfg, const Products& products, bench::Table& table) {
              "—"});
 }
 
+// 6. Redis Cluster: the hit path through HiredisClusterClient against HiredisClient, same
+// payload, same run; then the 4 × 50 stampede on the cluster.
+void clusterSection(const Config& cfg, const Products& products, const std::string& payload,
+                    const std::string& runId, bench::Table& table) {
+  cacheaside::HiredisClusterOptions co;
+  co.seeds = {"127.0.0.1:" + std::to_string(cfg.clusterPort)};
+  co.node = poolOptions(cfg, 8);
+  if (cfg.commandTimeout.count() > 0) {
+    co.callTimeout = 2 * cfg.commandTimeout; // room for a round trip and a retry
+  }
+  {
+    cacheaside::HiredisClient standaloneClient(poolOptions(cfg, 8));
+    cacheaside::HiredisClusterClient clusterClient(co);
+    JsonCache standalone(standaloneClient, cacheOptions("bench-json"));
+    JsonCache cluster(clusterClient, cacheOptions("bench-json"));
+    for (int t = 0; t < 2; ++t) {
+      const std::string key = "hit:" + std::to_string(t);
+      standalone.set(key, products, std::chrono::hours(1));
+      cluster.set(key, products, std::chrono::hours(1));
+    }
+    const auto ownKey = [](int t) { return "hit:" + std::to_string(t); };
+    const auto d = cfg.hitDuration;
+    std::vector<Case> cases;
+    for (int threads : {1, 2}) {
+      cases.push_back(Case{"standalone",
+                           threads,
+                           [threads, d, &standalone, ownKey] {
+                             return bench::timedRun(threads, d, true, [&standalone, ownKey](int t) {
+                               return cacheHit(standalone, ownKey(t));
+                             });
+                           },
+                           -1,
+                           {}});
+      cases.push_back(Case{"cluster",
+                           threads,
+                           [threads, d, &cluster, ownKey] {
+                             return bench::timedRun(threads, d, true, [&cluster, ownKey](int t) {
+                               return cacheHit(cluster, ownKey(t));
+                             });
+                           },
+                           static_cast<int>(cases.size()) - 1,
+                           {}});
+    }
+    runInterleaved(cases, cfg.reps);
+    for (const Case& c : cases) {
+      if (c.baseline < 0) {
+        continue;
+      }
+      const Case& base = cases[static_cast<std::size_t>(c.baseline)];
+      const double tr = timeRatio(c, base);
+      const double pr = p50Ratio(c, base);
+      table.add({"6 cluster",
+                 "hit, JSON, " + std::to_string(c.threads) +
+                     " thr, own keys: HiredisClusterClient vs HiredisClient (standalone)",
+                 latencyCell(c), latencyCell(base), bench::format("time/op %.3f, p50 %.3f", tr, pr),
+                 "≤ 1.05", verdict(tr <= 1.05 && pr <= 1.05)});
+    }
+    if (cluster.stats().loads != 0 || standalone.stats().loads != 0) {
+      throw std::runtime_error("bench: the cluster hit path loaded");
+    }
+  } // no thread of ours runs while the stampede forks
+  std::vector<double> loads;
+  std::vector<double> wall;
+  long long failures = 0;
+  for (int rep = 0; rep < cfg.reps; ++rep) {
+    const std::string key = "st:" + runId + ":cluster:" + std::to_string(rep);
+    const bench::StampedeResult r =
+        bench::stampede(bench::StampedeMode::CacheShared, 4, 50, poolOptions(cfg, 8), products,
+                        payload, key, key + ":loads", co.seeds.front());
+    loads.push_back(static_cast<double>(r.loads));
+    wall.push_back(r.wallMs);
+    failures += r.failures + r.redisErrors + r.waitTimeouts;
+  }
+  const double worst = *std::max_element(loads.begin(), loads.end());
+  table.add(
+      {"6 cluster", "stampede, 4 proc × 50 thr, cold key, 100 ms loader, on the cluster",
+       bench::format("loads %.0f (worst %.0f), %.0f ms%s", bench::median(loads), worst,
+                     bench::median(wall),
+                     failures != 0 ? bench::format(" [%lld failures]", failures).c_str() : ""),
+       "—", "—", "1 load", verdict(worst <= 1.0 && failures == 0)});
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -735,6 +818,8 @@ Config parseArgs(int argc, char** argv) {
     const bool hasValue = i + 1 < argc;
     if (a == "--port" && hasValue) {
       cfg.port = std::atoi(argv[++i]);
+    } else if (a == "--cluster" && hasValue) {
+      cfg.clusterPort = std::atoi(argv[++i]);
     } else if (a == "--data" && hasValue) {
       cfg.dataPath = argv[++i];
     } else if (a == "--placement" && hasValue) {
@@ -755,8 +840,9 @@ Config parseArgs(int argc, char** argv) {
       cfg.missesPerRun = 200;
     } else {
       throw std::runtime_error(
-          "usage: bench --port PORT --data products-20.json [--placement TEXT] [--reps N] "
-          "[--quick] [--sections hit,miss,stampede,scaling,outage,compression,codec] "
+          "usage: bench --port PORT --data products-20.json [--cluster PORT] [--placement TEXT] "
+          "[--reps N] [--quick] "
+          "[--sections hit,miss,stampede,scaling,outage,compression,codec,cluster] "
           "[--command-timeout MS] "
           "[--profile hand|json|msgpack|cbor|msgpack-cxx|raw-set-get [--ops N]]");
     }
@@ -775,10 +861,11 @@ int main(int argc, char** argv) {
     const Config cfg = parseArgs(argc, argv);
     const std::string fileBytes = readFile(cfg.dataPath);
     const Products products = nlohmann::json::parse(fileBytes).get<Products>();
-    if (products.size() != 20) {
-      throw std::runtime_error("bench: the payload file must hold 20 products");
+    if (products.empty()) {
+      throw std::runtime_error("bench: the payload holds no product");
     }
-    firstId = products.front().id;
+    gProductCount = products.size();
+    gFirstId = products.front().id;
     const std::string payload = nlohmann::json(products).dump();
     std::string msgpack;
     cacheaside::MsgPackSerializer<Products>::encode(products, msgpack);
@@ -814,6 +901,9 @@ int main(int argc, char** argv) {
     }
     if (wanted(cfg, "outage")) {
       outage(cfg, products, table);
+    }
+    if (wanted(cfg, "cluster") && cfg.clusterPort > 0) {
+      clusterSection(cfg, products, payload, runId, table);
     }
 
     std::printf("\npayload: %zu products; JSON %zu bytes (file %zu), MessagePack %zu, CBOR %zu, "

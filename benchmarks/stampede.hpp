@@ -6,6 +6,7 @@
 #include "bench_support.hpp"
 
 #include <cacheaside/cacheaside.hpp>
+#include <cacheaside/client/hiredis_cluster.hpp>
 #include <cacheaside/hiredis_client.hpp>
 
 #include <cerrno>
@@ -84,13 +85,23 @@ struct ChildReport {
 inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::HiredisOptions& redis,
                             const Products& expected, const std::string& payload,
                             const std::string& key, const std::string& counterKey, int releaseFd,
-                            int readyFd) {
+                            int readyFd, const std::string& clusterSeed) {
   using namespace std::chrono;
   constexpr auto kLoad = milliseconds(100);
   const int port = redis.port;
   cacheaside::HiredisOptions ho = redis;
   ho.poolSize = mode == StampedeMode::CachePerThread ? static_cast<std::size_t>(threads) : 8;
-  cacheaside::HiredisClient client(ho);
+  // The cache's client: the standalone server, or a cluster (the loads counter stays standalone).
+  std::unique_ptr<cacheaside::RedisClient> owned;
+  if (clusterSeed.empty()) {
+    owned = std::make_unique<cacheaside::HiredisClient>(ho);
+  } else {
+    cacheaside::HiredisClusterOptions co;
+    co.seeds = {clusterSeed};
+    co.node = ho;
+    owned = std::make_unique<cacheaside::HiredisClusterClient>(co);
+  }
+  cacheaside::RedisClient& client = *owned;
   cacheaside::CacheOptions co;
   co.keyNamespace = "bench-stampede";
   co.ttl = seconds(60);
@@ -168,7 +179,7 @@ inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::Hi
 inline StampedeResult stampede(StampedeMode mode, int processes, int threads,
                                const cacheaside::HiredisOptions& redis, const Products& expected,
                                const std::string& payload, const std::string& key,
-                               const std::string& counterKey) {
+                               const std::string& counterKey, const std::string& clusterSeed = {}) {
   int release[2];
   int ready[2];
   int results[2];
@@ -194,7 +205,7 @@ inline StampedeResult stampede(StampedeMode mode, int processes, int threads,
       detail::ChildReport report;
       try {
         report = detail::runChild(mode, threads, redis, expected, payload, key, counterKey,
-                                  release[0], ready[1]);
+                                  release[0], ready[1], clusterSeed);
       } catch (...) {
         report.failures = threads;
       }

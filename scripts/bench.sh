@@ -3,8 +3,8 @@
 # Builds `bench` in Release (build/bench), starts a private redis-server on a free loopback port,
 # prints the machine, then runs the benchmark for each CPU placement (PLACEMENTS, default
 # "shared split"):
-#   shared  redis-server and the benchmark both pinned to CPU 0 (no cross-core wake-ups)
-#   split   redis-server on CPU 0, the benchmark on CPU 1
+#   shared  redis-server (and the cluster nodes) and the benchmark pinned to CPU 0
+#   split   redis-server and the cluster nodes on CPU 0, the benchmark on CPU 1
 #   none    no pinning (the scheduler decides)
 # Extra arguments go to the benchmark (e.g. --reps 3, --quick).
 set -euo pipefail
@@ -28,9 +28,18 @@ cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DCACHEASIDE_BUILD
   -DCACHEASIDE_BUILD_EXAMPLES=OFF -DCACHEASIDE_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build build/bench --target bench -j "${BENCH_JOBS:-1}"
 
-trap stop_redis EXIT
+trap 'stop_redis; stop_cluster' EXIT
 trap 'exit 130' INT TERM
 start_redis
+start_cluster # for the cluster section (6): 3 masters, 3 replicas, placed as redis-server
+
+# pin_servers CPUS: the server and every cluster node on CPUS.
+pin_servers() {
+  local pid
+  for pid in "$REDIS_PID" "${CLUSTER_PIDS[@]}"; do
+    taskset -pc "$1" "$pid" >/dev/null
+  done
+}
 
 cpus=$(nproc)
 hiredis_version=$(pkg-config --modversion hiredis 2>/dev/null || echo unknown)
@@ -43,7 +52,7 @@ for placement in ${PLACEMENTS:-shared split}; do
   case "$placement" in
     shared)
       if [ "$cpus" -lt 1 ]; then continue; fi
-      taskset -pc 0 "$REDIS_PID" >/dev/null
+      pin_servers 0
       client_pin=(taskset -c 0)
       text="redis-server and bench both pinned to CPU 0"
       ;;
@@ -52,12 +61,12 @@ for placement in ${PLACEMENTS:-shared split}; do
         echo "== placement split skipped: one CPU"
         continue
       fi
-      taskset -pc 0 "$REDIS_PID" >/dev/null
+      pin_servers 0
       client_pin=(taskset -c 1)
       text="redis-server pinned to CPU 0, bench to CPU 1"
       ;;
     none)
-      taskset -pc "0-$((cpus - 1))" "$REDIS_PID" >/dev/null
+      pin_servers "0-$((cpus - 1))"
       text="not pinned"
       ;;
     *)
@@ -67,7 +76,9 @@ for placement in ${PLACEMENTS:-shared split}; do
   esac
   echo
   echo "== placement: $text"
-  echo "== command: ${client_pin[*]} build/bench/benchmarks/bench --port $REDIS_PORT --data $data $*"
-  "${client_pin[@]}" build/bench/benchmarks/bench --port "$REDIS_PORT" --data "$data" \
+  echo "== command: ${client_pin[*]} build/bench/benchmarks/bench --port $REDIS_PORT" \
+    "--cluster $CLUSTER_PORT --data $data $*"
+  "${client_pin[@]}" build/bench/benchmarks/bench --port "$REDIS_PORT" --cluster "$CLUSTER_PORT" \
+    --data "$data" \
     --placement "$text" "$@"
 done

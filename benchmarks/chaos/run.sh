@@ -3,7 +3,7 @@
 # and stops its own two redis-servers on free loopback ports. Arguments go to the program
 # (default: --seconds 300). Prints the machine, the command and the table.
 #   bash benchmarks/chaos/run.sh                         # 5 minutes, default workload
-#   bash benchmarks/chaos/run.sh --seconds 60 --cache-per-thread
+#   bash benchmarks/chaos/run.sh --seconds 60 --processes 2
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"

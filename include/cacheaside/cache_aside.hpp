@@ -124,14 +124,18 @@ public:
     for (int attempt = 0; attempt < 2; ++attempt) {
       joined = false;
       found = state_->flights.run(
-          keys.value, [&] { return runner_.fetch(key, keys, settings, load, state_->renewer); },
+          keys.value,
+          [&](typename detail::SingleFlight<Found>::Gate& gate) {
+            return runner_.fetch(key, keys, settings, load, state_->renewer, gate);
+          },
           [&] {
             joined = true;
             backend_.count(Counter::coalesced);
-          });
-      // A load whose write-back was fenced by an invalidation may predate a write that this
-      // caller, having joined at some point during the load, must see: look again, once.
-      if (!(joined && found.fenced)) {
+          },
+          attempt == 0);
+      // A joined load that was not written back through its lease may predate an invalidation
+      // this caller must see (one that fenced it): look again, on its own.
+      if (!(joined && found.unconfirmed)) {
         break;
       }
     }

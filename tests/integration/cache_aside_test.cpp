@@ -2,6 +2,7 @@
 #include "support/product.hpp"
 #include "support/redis_server.hpp"
 #include "support/sync.hpp"
+#include "support/test_clients.hpp"
 #include "support/test_redis.hpp"
 
 #include <cacheaside/cacheaside.hpp>
@@ -22,10 +23,10 @@ using testsupport::product;
 using namespace std::chrono_literals;
 
 namespace {
-long long pttl(HiredisClient& client, const std::string& rk) {
+long long pttl(cacheaside::RedisClient& client, const std::string& rk) {
   return testsupport::cmd(client, {"PTTL", rk}).integer;
 }
-bool exists(HiredisClient& client, const std::string& rk) {
+bool exists(cacheaside::RedisClient& client, const std::string& rk) {
   return testsupport::cmd(client, {"EXISTS", rk}).integer == 1;
 }
 struct LoaderFailed : std::runtime_error {
@@ -34,7 +35,7 @@ struct LoaderFailed : std::runtime_error {
 } // namespace
 
 TEST_CASE("a miss loads once and the next call is a hit served from Redis") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("hit"));
   int loads = 0;
   const auto load = [&] {
@@ -52,7 +53,7 @@ TEST_CASE("a miss loads once and the next call is a hit served from Redis") {
 }
 
 TEST_CASE("a value written by one cache instance is a hit for another") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("shared");
   CacheAside<Product> writer(client, options);
   CacheAside<Product> reader(client, options);
@@ -66,7 +67,7 @@ TEST_CASE("a value written by one cache instance is a hit for another") {
 }
 
 TEST_CASE("invalidate deletes the value so the next call loads again") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("inv"));
   int version = 0;
   const auto load = [&] { return product(++version); };
@@ -86,7 +87,7 @@ TEST_CASE("invalidate deletes the value so the next call loads again") {
 }
 
 TEST_CASE("an empty optional from the loader is cached as not found for the negative TTL") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("neg");
   options.ttl = 600s;
   options.negativeTtl = 20s;
@@ -119,7 +120,7 @@ TEST_CASE("an empty optional from the loader is cached as not found for the nega
 }
 
 TEST_CASE("stored TTLs lie within ttl x (1 +- jitter) and are spread out") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("jitter");
   options.ttl = 100s;
   options.ttlJitter = 0.2;
@@ -138,7 +139,7 @@ TEST_CASE("stored TTLs lie within ttl x (1 +- jitter) and are spread out") {
 }
 
 TEST_CASE("a per-call TTL overrides the cache's") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("callttl");
   options.ttl = 600s;
   options.ttlJitter = 0;
@@ -157,7 +158,7 @@ TEST_CASE("a per-call TTL overrides the cache's") {
 }
 
 TEST_CASE("get peeks without loading and set warms the cache") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("peek");
   CacheAside<Product> cache(client, options);
   CHECK_FALSE(cache.get("p"));
@@ -175,7 +176,7 @@ TEST_CASE("get peeks without loading and set warms the cache") {
 }
 
 TEST_CASE("a loader's exception reaches the caller unchanged, is not cached, frees the lease") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("throw");
   CacheAside<Product> cache(client, options);
   CHECK_THROWS_AS(cache.getOrLoad("p", []() -> Product { throw LoaderFailed("db down"); }),
@@ -188,7 +189,7 @@ TEST_CASE("a loader's exception reaches the caller unchanged, is not cached, fre
 }
 
 TEST_CASE("a value larger than maxValueBytes is returned but not cached") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("big");
   options.maxValueBytes = 1000;
   CacheAside<std::string> cache(client, options);
@@ -202,25 +203,29 @@ TEST_CASE("a value larger than maxValueBytes is returned but not cached") {
   CHECK(exists(client, cacheaside::store::valueKey(options.keyNamespace, "small")));
 }
 
-TEST_CASE("concurrent callers in one process share one lookup, one load and one result") {
-  HiredisClient client(testsupport::clientOptions());
+TEST_CASE("callers that arrive during a load in one process share it and its result") {
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("coalesce"));
   constexpr int kThreads = 16;
   std::atomic<int> loads{0};
   std::atomic<int> correct{0};
-  testsupport::Latch release(1);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&] {
-      const Product p = cache.getOrLoad("p", [&] {
-        ++loads;
-        release.wait();
-        return product(8);
-      });
-      if (p == product(8)) {
-        ++correct;
-      }
+  testsupport::Latch loading(1), release(1);
+  auto call = [&] {
+    const Product p = cache.getOrLoad("p", [&] {
+      ++loads;
+      loading.countDown();
+      release.wait();
+      return product(8);
     });
+    if (p == product(8)) {
+      ++correct;
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(call);
+  loading.wait(); // the first caller holds the lease and loads
+  for (int i = 1; i < kThreads; ++i) {
+    threads.emplace_back(call);
   }
   REQUIRE(testsupport::eventually([&] { return cache.stats().coalesced == kThreads - 1; }));
   release.countDown();
@@ -236,23 +241,27 @@ TEST_CASE("concurrent callers in one process share one lookup, one load and one 
 }
 
 TEST_CASE("a loader exception is shared by coalesced callers and never cached") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   CacheAside<Product> cache(client, testsupport::cacheOptions("coalesce-throw"));
   constexpr int kThreads = 8;
   std::atomic<int> failures{0};
-  testsupport::Latch release(1);
+  testsupport::Latch loading(1), release(1);
+  auto call = [&] {
+    try {
+      cache.getOrLoad("p", [&]() -> Product {
+        loading.countDown();
+        release.wait();
+        throw LoaderFailed("db down");
+      });
+    } catch (const LoaderFailed&) {
+      ++failures;
+    }
+  };
   std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&] {
-      try {
-        cache.getOrLoad("p", [&]() -> Product {
-          release.wait();
-          throw LoaderFailed("db down");
-        });
-      } catch (const LoaderFailed&) {
-        ++failures;
-      }
-    });
+  threads.emplace_back(call);
+  loading.wait();
+  for (int i = 1; i < kThreads; ++i) {
+    threads.emplace_back(call);
   }
   REQUIRE(testsupport::eventually([&] { return cache.stats().coalesced == kThreads - 1; }));
   release.countDown();

@@ -180,6 +180,92 @@ TEST_CASE("a caller that joined a load fenced by another process's invalidation 
   CHECK(after == "v2");
 }
 
+TEST_CASE("a caller that joined a load too large to cache looks again after an invalidation") {
+  HiredisClient client(testsupport::clientOptions());
+  auto options = testsupport::cacheOptions("unwritten-join");
+  options.maxValueBytes = 64; // nothing is written back: no fill can be fenced
+  CacheAside<std::string> reader(client, options);
+  CacheAside<std::string> writer(client, options); // another process
+  const std::string big(100, 'x');
+  std::atomic<int> version{1};
+  testsupport::Latch loading(1), release(1);
+  std::string first;
+  std::thread before([&] {
+    first = reader.getOrLoad("k", [&] {
+      const std::string v = std::to_string(version.load()) + big;
+      loading.countDown();
+      release.wait();
+      return v;
+    });
+  });
+  loading.wait();
+  version = 2;
+  writer.invalidate("k");
+  std::string after;
+  std::thread late(
+      [&] { after = reader.getOrLoad("k", [&] { return std::to_string(version.load()) + big; }); });
+  REQUIRE(testsupport::eventually([&] { return reader.stats().coalesced == 1; }));
+  release.countDown();
+  before.join();
+  late.join();
+  CHECK(first == "1" + big);
+  CHECK(after == "2" + big);
+  CHECK(reader.stats().oversizedValues >= 2);
+}
+
+// Forwards to a real client; the first lookup runs on Redis, then its reply is held back until
+// release() (a read in flight).
+class HoldingClient final : public cacheaside::RedisClient {
+public:
+  explicit HoldingClient(cacheaside::RedisClient& inner) : inner_(inner) {}
+  Reply command(const Command& command) override { return pipeline({command}).front(); }
+  std::vector<Reply> pipeline(const std::vector<Command>& commands) override {
+    std::vector<Reply> replies = inner_.pipeline(commands);
+    if (!commands.empty() && isLookup(commands.front()) && !held_.exchange(true)) {
+      read.countDown();
+      released_.wait();
+    }
+    return replies;
+  }
+  void release() { released_.countDown(); }
+  testsupport::Latch read{1}; ///< counted down once the held lookup has run on Redis
+
+private:
+  cacheaside::RedisClient& inner_;
+  std::atomic<bool> held_{false};
+  testsupport::Latch released_{1};
+};
+
+TEST_CASE(
+    "a caller that starts after another process's invalidation does not share an older read") {
+  HiredisClient client(testsupport::clientOptions());
+  const auto options = testsupport::cacheOptions("read-in-flight");
+  HoldingClient holding(client);
+  CacheAside<std::string> reader(holding, options);
+  CacheAside<std::string> writer(client, options); // another process
+  REQUIRE(writer.getOrLoad("k", [] { return std::string("v1"); }) == "v1");
+  std::string first;
+  std::thread before([&] { first = reader.getOrLoad("k", [] { return std::string("v?"); }); });
+  holding.read.wait();    // the first caller's lookup has read v1; its reply is in flight
+  writer.invalidate("k"); // the write v2, invalidated in the other process
+  std::atomic<bool> afterDone{false};
+  std::string after;
+  std::thread late([&] {
+    after = reader.getOrLoad("k", [] { return std::string("v2"); });
+    afterDone = true;
+  });
+  // Sharing the read in flight would make it wait for that read (and get v1).
+  const bool finishedAlone = testsupport::eventually(
+      [&] { return afterDone.load() || reader.stats().coalesced > 0; }, 10s);
+  holding.release();
+  before.join();
+  late.join();
+  CHECK(finishedAlone);
+  CHECK(reader.stats().coalesced == 0);
+  CHECK(first == "v1"); // started before the invalidation: allowed
+  CHECK(after == "v2");
+}
+
 TEST_CASE("a loader that reads its own key gets an exception, not a deadlock") {
   HiredisClient client(testsupport::clientOptions());
   CacheAside<std::string> cache(client, testsupport::cacheOptions("reentrant"));

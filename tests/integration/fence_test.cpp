@@ -2,6 +2,7 @@
 // deterministic with latches (two cache instances stand for two processes).
 #include "support/catch.hpp"
 #include "support/sync.hpp"
+#include "support/test_clients.hpp"
 #include "support/test_redis.hpp"
 
 #include <cacheaside/cacheaside.hpp>
@@ -19,7 +20,8 @@ using namespace std::chrono_literals;
 
 namespace {
 // What the key holds in Redis right now.
-std::optional<cacheaside::EntryKind> storedKind(HiredisClient& client, const std::string& rk) {
+std::optional<cacheaside::EntryKind> storedKind(cacheaside::RedisClient& client,
+                                                const std::string& rk) {
   const cacheaside::Reply r = testsupport::cmd(client, {"GET", rk});
   if (r.isNil()) {
     return std::nullopt;
@@ -28,13 +30,13 @@ std::optional<cacheaside::EntryKind> storedKind(HiredisClient& client, const std
   REQUIRE(env);
   return env->kind;
 }
-std::string storedBytes(HiredisClient& client, const std::string& rk) {
+std::string storedBytes(cacheaside::RedisClient& client, const std::string& rk) {
   return testsupport::cmd(client, {"GET", rk}).str;
 }
 } // namespace
 
 TEST_CASE("an invalidation during a load prevents its write-back") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("fence");
   const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "user:1");
   CacheAside<std::string> cache(client, options);
@@ -64,7 +66,7 @@ TEST_CASE("an invalidation during a load prevents its write-back") {
 }
 
 TEST_CASE("a holder whose lease expired can neither write nor delete the next holder's lease") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("expired");
   const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   CacheAside<std::string> first(client, options);
@@ -104,7 +106,7 @@ TEST_CASE("a holder whose lease expired can neither write nor delete the next ho
 }
 
 TEST_CASE("a caller that loses the lease waits for the winner's value instead of loading") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("wait");
   CacheAside<std::string> winner(client, options);
   CacheAside<std::string> waiter(client, options);
@@ -136,7 +138,7 @@ TEST_CASE("a caller that loses the lease waits for the winner's value instead of
 }
 
 TEST_CASE("when the lease disappears a waiter competes again and loads itself") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   const auto options = testsupport::cacheOptions("vanish");
   const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
   CacheAside<std::string> waiter(client, options);
@@ -155,7 +157,7 @@ TEST_CASE("when the lease disappears a waiter competes again and loads itself") 
 }
 
 TEST_CASE("when the wait budget runs out the waiter loads without writing, by default") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("budget");
   options.waitBudget = 100ms;
   const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");
@@ -179,7 +181,7 @@ TEST_CASE("when the wait budget runs out the waiter loads without writing, by de
 }
 
 TEST_CASE("when the wait budget runs out a waiter throws LockTimeoutError if asked to") {
-  HiredisClient client(testsupport::clientOptions());
+  CACHEASIDE_EACH_CLIENT(client);
   auto options = testsupport::cacheOptions("budget-throw");
   options.waitBudget = 100ms;
   const std::string rk = cacheaside::store::valueKey(options.keyNamespace, "k");

@@ -3,7 +3,9 @@
 #include "support/catch.hpp"
 #include "support/monitor.hpp"
 #include "support/product.hpp"
+#include "support/redis_cluster.hpp"
 #include "support/redis_server.hpp"
+#include "support/test_clients.hpp"
 #include "support/test_redis.hpp"
 
 #include <cacheaside/cacheaside.hpp>
@@ -27,7 +29,7 @@ std::string verb(const std::string& monitorLine) {
 }
 // Whether the server has SET ... NX ... GET (Redis 7.0 and later); before it, the cache looks up
 // with a script, which the first lookup's syntax error switches it to.
-bool hasSetNxGet(HiredisClient& client) {
+bool hasSetNxGet(cacheaside::RedisClient& client) {
   const std::string info = testsupport::cmd(client, {"INFO", "server"}).str;
   const auto at = info.find("redis_version:");
   return at != std::string::npos && std::stoi(info.substr(at + 14)) >= 7;
@@ -84,14 +86,32 @@ TEST_CASE("a hit with XFetch on is one command, and a miss that wins the lease t
 }
 
 TEST_CASE("without XFetch and a stale window a hit is a single command") {
-  testsupport::RedisServer server;
-  HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
+  const std::string kind = GENERATE(as<std::string>{}, "standalone", "cluster");
+  INFO("client: " << kind);
   auto options = testsupport::cacheOptions("rtt-single");
   options.xfetchBeta = 0;
-  CacheAside<Product> cache(client, options);
+  // A private server, or a private cluster whose master for "p" is the one monitored.
+  std::unique_ptr<testsupport::RedisServer> server;
+  std::unique_ptr<testsupport::RedisCluster> cluster;
+  std::unique_ptr<cacheaside::RedisClient> client;
+  int port = 0;
+  if (kind == "cluster") {
+    cluster = std::make_unique<testsupport::RedisCluster>();
+    client = std::make_unique<cacheaside::HiredisClusterClient>(
+        testsupport::clusterOptions(cluster->seed()));
+    const int slot =
+        cacheaside::store::hashSlot(cacheaside::store::valueKey(options.keyNamespace, "p"));
+    port = cluster->port(cluster->masterOf(slot, 0));
+  } else {
+    server = std::make_unique<testsupport::RedisServer>();
+    client =
+        std::make_unique<HiredisClient>(testsupport::clientOptions(server->host(), server->port()));
+    port = server->port();
+  }
+  CacheAside<Product> cache(*client, options);
   cache.getOrLoad("p", [] { return product(1); });
-  const bool modern = hasSetNxGet(client);
-  testsupport::CommandMonitor monitor(server.host(), server.port());
+  const bool modern = hasSetNxGet(*client);
+  testsupport::CommandMonitor monitor("127.0.0.1", port);
   monitor.clientCommands();
   cache.getOrLoad("p", [] { return product(1); });
   CHECK(verbs(monitor.clientCommands()) == (modern ? Verbs{"SET"} : Verbs{"EVALSHA"}));

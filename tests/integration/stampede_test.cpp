@@ -2,6 +2,7 @@
 // before any thread exists; a pipe closed by the parent releases them all together.
 #include "support/catch.hpp"
 #include "support/sync.hpp"
+#include "support/test_clients.hpp"
 #include "support/test_redis.hpp"
 
 #include <cacheaside/cacheaside.hpp>
@@ -17,7 +18,6 @@
 #include <vector>
 
 using cacheaside::CacheAside;
-using cacheaside::HiredisClient;
 
 namespace {
 
@@ -26,8 +26,8 @@ constexpr int kThreads = 50;
 
 // Runs in a forked child: kThreads callers, released by `go` reaching EOF. Returns how many
 // callers got the right value.
-int runChild(const std::string& ns, int keys, int readyFd, int goFd) {
-  HiredisClient client(testsupport::clientOptions());
+int runChild(const std::string& kind, const std::string& ns, int keys, int readyFd, int goFd) {
+  testsupport::TestClient client(kind);
   cacheaside::CacheOptions options;
   options.keyNamespace = ns;
   options.waitBudget = std::chrono::seconds(30); // a slow machine must not turn waits into loads
@@ -64,8 +64,13 @@ int runChild(const std::string& ns, int keys, int readyFd, int goFd) {
 }
 
 // Forks the children, releases them together, and returns the total of correct answers.
-int stampede(const std::string& ns, int keys) {
-  testsupport::testRedis(); // a private server, if any, starts here, so children share it
+int stampede(const std::string& kind, const std::string& ns, int keys) {
+  // A private server or cluster, if any, starts here, so children share it.
+  if (kind == "cluster") {
+    testsupport::testClusterSeed();
+  } else {
+    testsupport::testRedis();
+  }
   int ready[2], go[2], results[2];
   REQUIRE(::pipe(ready) == 0);
   REQUIRE(::pipe(go) == 0);
@@ -76,7 +81,7 @@ int stampede(const std::string& ns, int keys) {
     REQUIRE(pid >= 0);
     if (pid == 0) {
       ::close(go[1]);
-      const int correct = runChild(ns, keys, ready[1], go[0]);
+      const int correct = runChild(kind, ns, keys, ready[1], go[0]);
       const bool sent = ::write(results[1], &correct, sizeof correct) == sizeof correct;
       ::_exit(sent ? 0 : 1);
     }
@@ -105,8 +110,7 @@ int stampede(const std::string& ns, int keys) {
   return total;
 }
 
-long long loadsCounted(const std::string& ns) {
-  HiredisClient client(testsupport::clientOptions());
+long long loadsCounted(cacheaside::RedisClient& client, const std::string& ns) {
   const cacheaside::Reply r = testsupport::cmd(client, {"GET", ns + ":loads"});
   return r.isNil() ? 0 : std::stoll(r.str);
 }
@@ -114,13 +118,15 @@ long long loadsCounted(const std::string& ns) {
 } // namespace
 
 TEST_CASE("a stampede of 4 processes x 50 threads on one cold key loads it once") {
+  CACHEASIDE_EACH_CLIENT(client);
   const std::string ns = testsupport::uniqueNamespace("stampede1");
-  CHECK(stampede(ns, 1) == kProcesses * kThreads);
-  CHECK(loadsCounted(ns) == 1);
+  CHECK(stampede(client.kind(), ns, 1) == kProcesses * kThreads);
+  CHECK(loadsCounted(client, ns) == 1);
 }
 
 TEST_CASE("a stampede of 4 processes x 50 threads on 20 cold keys loads each once") {
+  CACHEASIDE_EACH_CLIENT(client);
   const std::string ns = testsupport::uniqueNamespace("stampede20");
-  CHECK(stampede(ns, 20) == kProcesses * kThreads);
-  CHECK(loadsCounted(ns) == 20);
+  CHECK(stampede(client.kind(), ns, 20) == kProcesses * kThreads);
+  CHECK(loadsCounted(client, ns) == 20);
 }

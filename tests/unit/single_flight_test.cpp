@@ -143,3 +143,71 @@ TEST_CASE("bookkeeping does not grow over a million distinct keys") {
   // At most kThreads keys are ever in flight at once, so no shard ever needs to grow.
   CHECK(flights.bucketCount() <= bucketsBefore + 16 * 16);
 }
+
+TEST_CASE("a closed call sends later callers off on their own and an opened one takes them in") {
+  using Gate = SingleFlight<int>::Gate;
+  SingleFlight<int> flights;
+  testsupport::Latch closedPhase(1), toOpen(1), opened(1), release(1);
+  std::thread leader([&] {
+    flights.run(
+        "key",
+        [&](Gate& gate) {
+          closedPhase.countDown(); // a flight with a gate starts closed
+          toOpen.wait();
+          gate.open();
+          opened.countDown();
+          release.wait();
+          return 1;
+        },
+        [] {});
+  });
+  closedPhase.wait();
+  int joins = 0;
+  CHECK(flights.run(
+            "key", [] { return 2; }, [&] { ++joins; }) == 2); // ran its own work
+  CHECK(joins == 0);
+  CHECK(flights.followers("key") == 0);
+  toOpen.countDown();
+  opened.wait();
+  int joined = 0;
+  std::thread follower([&] {
+    joined = flights.run(
+        "key", [] { return 3; }, [&] { ++joins; });
+  });
+  waitUntil([&] { return flights.followers("key") == 1; });
+  release.countDown();
+  leader.join();
+  follower.join();
+  CHECK(joined == 1); // the leader's result
+  CHECK(joins == 1);
+  CHECK(flights.inFlight() == 0);
+}
+
+TEST_CASE("work that runs its own key again throws, with or without a flight") {
+  using Gate = SingleFlight<int>::Gate;
+  SingleFlight<int> flights;
+  auto reenter = [&](Gate&) {
+    return flights.run(
+        "key", [] { return 0; }, [] {});
+  };
+  CHECK_THROWS_AS(flights.run("key", reenter, [] {}), cacheaside::Error);
+  // A caller sent off by a closed flight runs without one, and is still caught.
+  testsupport::Latch running(1), release(1);
+  std::thread leader([&] {
+    flights.run(
+        "key",
+        [&](Gate&) {
+          running.countDown();
+          release.wait();
+          return 1;
+        },
+        [] {});
+  });
+  running.wait();
+  CHECK_THROWS_AS(flights.run("key", reenter, [] {}), cacheaside::Error);
+  CHECK(flights.run(
+            "other", [] { return 5; }, [] {}) == 5); // the list is unwound
+  release.countDown();
+  leader.join();
+  CHECK(flights.inFlight() == 0);
+}

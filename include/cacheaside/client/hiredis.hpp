@@ -136,6 +136,8 @@ inline Reply convertReply(const redisReply& r) {
 
 } // namespace detail
 
+class HiredisClusterClient;
+
 /// A RedisClient over a pool of hiredis connections. Thread-safe. Connections open lazily, up to
 /// poolSize. A connection goes back to the pool only when its call read every reply it asked for;
 /// any failure (I/O error, timeout, protocol error, an exception such as std::bad_alloc) closes it,
@@ -216,6 +218,33 @@ public:
 
 private:
   using Clock = std::chrono::steady_clock;
+  friend class HiredisClusterClient;
+
+  // One node's share of a cluster call: like pipeline(), but waiting for a connection and for
+  // the replies only until `until` when that comes first. `written` tells whether any command
+  // may have reached the server (false: the connection could not be had, safe to retry).
+  std::vector<Reply> exchangeUntil(const Command* commands, std::size_t count,
+                                   Clock::time_point until, bool& written) {
+    written = false;
+    std::vector<Reply> replies;
+    replies.reserve(count);
+    Borrowed conn(*this, until);
+    Deadline deadline = commandDeadline();
+    if (until < deadline.at) {
+      deadline.at = until;
+    }
+    conn.connectIfNew(deadline);
+    written = true;
+    for (std::size_t i = 0; i < count; ++i) {
+      append(conn.get(), commands[i].argv);
+    }
+    send(conn.get(), deadline);
+    for (std::size_t i = 0; i < count; ++i) {
+      replies.push_back(receive(conn.get(), deadline));
+    }
+    conn.keep();
+    return replies;
+  }
 
   struct Deadline {
     Clock::time_point at;
@@ -243,8 +272,8 @@ private:
   // unread replies could reach the next caller.
   class Borrowed {
   public:
-    explicit Borrowed(HiredisClient& owner)
-        : owner_(owner), pool_(owner.currentPool()), ctx_(owner.borrow(pool_)) {}
+    explicit Borrowed(HiredisClient& owner, Clock::time_point waitUntil = Clock::time_point::max())
+        : owner_(owner), pool_(owner.currentPool()), ctx_(owner.borrow(pool_, waitUntil)) {}
     Borrowed(const Borrowed&) = delete;
     Borrowed& operator=(const Borrowed&) = delete;
     ~Borrowed() { owner_.giveBack(pool_, std::move(ctx_), kept_); }
@@ -498,10 +527,10 @@ private:
   }
 
   // An idle connection, or null with room reserved (open counted) for the caller to connect.
-  detail::HiredisContextPtr borrow(Pool& pool) {
+  detail::HiredisContextPtr borrow(Pool& pool, Clock::time_point waitUntil) {
     std::unique_lock<std::mutex> lock(pool.mutex);
     if (pool.idle.empty() && pool.open >= options_.poolSize) {
-      const auto deadline = Clock::now() + options_.poolWaitTimeout;
+      const auto deadline = std::min(Clock::now() + options_.poolWaitTimeout, waitUntil);
       while (pool.idle.empty() && pool.open >= options_.poolSize) {
         if (pool.available.wait_until(lock, deadline) == std::cv_status::timeout &&
             pool.idle.empty() && pool.open >= options_.poolSize) {

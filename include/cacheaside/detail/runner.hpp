@@ -32,16 +32,22 @@ public:
     long long pttl = -1;         // the value's remaining TTL when read (when it was asked for)
     std::uint64_t expiresAt = 0; // the record's expiry stamp (server clock), 0 without one
     Outcome outcome = Outcome::Hit;
-    bool fenced = false; // loaded while the key was invalidated: may predate a write
+    // Loaded under a lease but not written back (fenced by an invalidation, not cacheable, or
+    // Redis failed): the value may predate an invalidation.
+    bool unconfirmed = false;
   };
 
   // The references must outlive the runner.
   Runner(Backend& backend, const store::Store& store, const Codec<T, S>& codec)
       : backend_(backend), store_(store), codec_(codec) {}
 
-  template <typename Load>
+  // gate (open()/close()) is told when callers that start now may share what this call finds:
+  // while it waits for another caller's load or runs its own under a lease, not while it reads,
+  // since a read may predate them (an invalidation between the read and their start). A load
+  // that bypasses Redis is not shared either: nothing would tell it was overtaken by a write.
+  template <typename Load, typename Gate>
   Found fetch(std::string_view key, const store::Keys& keys, const flow::Settings& settings,
-              Load& load, LeaseRenewer& renewer) {
+              Load& load, LeaseRenewer& renewer, Gate& gate) {
     const auto started = backend_.now();
     Found found;
     if (!backend_.allow()) {
@@ -53,7 +59,7 @@ public:
     Backend::CallSink sink(backend_, key);
     flow::GetFlow flow(store_, keys, settings, sink);
     std::exception_ptr thrown;
-    drive(key, flow, flow.start(), load, settings, found.value, thrown, renewer);
+    drive(key, flow, flow.start(), load, settings, found.value, thrown, renewer, gate);
     if (const auto left = flow.leftBehind()) {
       releaseLater(*left, renewer);
     }
@@ -80,7 +86,7 @@ public:
       break;
     }
     found.outcome = Outcome::Loaded;
-    found.fenced = flow.fenced();
+    found.unconfirmed = flow.result() == flow::GetFlow::Result::Loaded && !flow.written();
     backend_.emitSince(EventType::Miss, key, started);
     return found;
   }
@@ -96,7 +102,8 @@ public:
     std::optional<T> fresh;
     std::exception_ptr thrown;
     const auto started = backend_.now();
-    drive(key, flow, flow.start(), load, settings, fresh, thrown, renewer);
+    NoGate none;
+    drive(key, flow, flow.start(), load, settings, fresh, thrown, renewer, none);
     if (const auto left = flow.leftBehind()) {
       releaseLater(*left, renewer);
     }
@@ -115,14 +122,31 @@ public:
     return serveCurrent(key, std::move(current), found.refresh, how);
   }
 
+  // A call no one can join.
+  struct NoGate {
+    void open() {}
+    void close() {}
+  };
+
   // Performs a flow's actions until it is done. The loader's value lands in value; what it
   // threw in thrown.
-  template <typename Flow, typename Load>
+  template <typename Flow, typename Load, typename Gate>
   void drive(std::string_view key, Flow& flow, flow::Action a, Load& load,
              const flow::Settings& settings, std::optional<T>& value, std::exception_ptr& thrown,
-             LeaseRenewer& renewer) {
+             LeaseRenewer& renewer, Gate& gate) {
     using Kind = flow::Action::Kind;
+    bool open = false;
+    auto joinable = [&](bool want) {
+      if (want != open) {
+        open = want;
+        want ? gate.open() : gate.close();
+      }
+    };
     while (a.kind != Kind::Done) {
+      // Joiners may share a wait (the next read follows them) or a load under a lease (if its
+      // value is not written back, which an invalidation would prevent, they look again), but
+      // not a read, a fill or a load without a lease, which may predate them unnoticed.
+      joinable(a.kind == Kind::Sleep || (a.kind == Kind::Load && a.encode));
       switch (a.kind) {
       case Kind::Send:
         try {

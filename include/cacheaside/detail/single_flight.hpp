@@ -1,7 +1,8 @@
 #pragma once
 // In-process single-flight: concurrent calls for one key run the work once and share its result
 // or its exception. An entry lives only while its work runs, or until forget() closes it to
-// later callers.
+// later callers. The work may also close it to later callers for a while (when what it is doing
+// may predate them) and open it again.
 
 #include <cacheaside/errors.hpp>
 #include <cacheaside/store/keys.hpp>
@@ -16,40 +17,70 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace cacheaside::detail {
 
 template <typename R> class SingleFlight {
+  struct Flight;
+  struct Shard;
+
 public:
-  /// Runs work() for key unless a call for key is already running, in which case it calls
+  /// The running call's say over whether later callers may join it.
+  class Gate {
+  public:
+    /// Lets later callers join the call (and wait for its result).
+    void open() { set(true); }
+    /// Sends later callers off to run the work themselves, without a flight.
+    void close() { set(false); }
+
+  private:
+    friend class SingleFlight;
+    Gate(Shard* shard, Flight* flight) : shard_(shard), flight_(flight) {}
+    void set(bool joinable) {
+      if (flight_ != nullptr) {
+        std::lock_guard<std::mutex> lock(shard_->mutex);
+        flight_->joinable = joinable;
+      }
+    }
+    Shard* shard_;
+    Flight* flight_; // null: the work runs without a flight
+  };
+
+  /// Runs work for key unless a call for key is already running and open, in which case it calls
   /// onJoin(), waits for that call and returns a copy of its result (or rethrows its exception).
-  /// Throws Error when the running call is the caller's own (work() calling run() for its own
-  /// key would wait for itself forever).
+  /// work takes a Gate& (its flight then starts closed) or nothing (its flight stays open). A
+  /// caller that finds the running call closed, or that may not join (mayJoin false), runs work
+  /// itself, with a gate that does nothing. Throws Error when this thread is already running
+  /// work for key (work calling run() for its own key would wait for itself forever).
   template <typename Work, typename OnJoin>
-  R run(const std::string& key, Work&& work, OnJoin&& onJoin) {
+  R run(const std::string& key, Work&& work, OnJoin&& onJoin, bool mayJoin = true) {
+    auto& here = runningHere();
+    for (const auto& running : here) {
+      if (running.first == this && *running.second == key) {
+        throw Error("cacheaside: getOrLoad for '" + printableKey(key) +
+                    "' was called from inside its own load (a loader or event handler that "
+                    "reads the key it is loading)");
+      }
+    }
     Shard& shard = shardFor(key);
     std::shared_ptr<Flight> flight;
     bool joined = false;
     {
       std::lock_guard<std::mutex> lock(shard.mutex);
       auto [it, inserted] = shard.flights.try_emplace(key);
-      if (!inserted) {
-        flight = it->second;
-        if (flight->leader == std::this_thread::get_id()) {
-          throw Error("cacheaside: getOrLoad for '" + printableKey(key) +
-                      "' was called from inside its own load (a loader or event handler that "
-                      "reads the key it is loading)");
-        }
-        ++flight->followers;
-      } else {
+      if (inserted) {
         it->second = std::make_shared<Flight>();
+        it->second->joinable = !std::is_invocable_v<Work&, Gate&>;
         flight = it->second;
-        flight->leader = std::this_thread::get_id();
+      } else if (mayJoin && it->second->joinable) {
+        flight = it->second;
+        ++flight->followers;
+        joined = true;
       }
-      joined = !inserted;
     }
     if (joined) {
       onJoin();
@@ -60,8 +91,14 @@ public:
       }
       return *flight->result;
     }
+    here.emplace_back(this, &key);
+    const Running running{here};
+    Gate gate(flight ? &shard : nullptr, flight.get());
+    if (!flight) {
+      return invoke(work, gate);
+    }
     try {
-      R result = std::forward<Work>(work)();
+      R result = invoke(work, gate);
       if (retire(shard, key, *flight) > 0) {
         publish(*flight, &result, nullptr);
       }
@@ -116,7 +153,7 @@ private:
     std::condition_variable done;
     bool finished = false;
     std::size_t followers = 0; // guarded by the shard's mutex
-    std::thread::id leader;    // set before the flight is published
+    bool joinable = false;     // guarded by the shard's mutex
     std::optional<R> result;
     std::exception_ptr error;
   };
@@ -127,6 +164,25 @@ private:
   };
 
   static constexpr std::size_t kShards = 16;
+
+  // The (instance, key) pairs whose work runs on this thread, outermost first.
+  using RunningList = std::vector<std::pair<const SingleFlight*, const std::string*>>;
+  static RunningList& runningHere() {
+    thread_local RunningList list;
+    return list;
+  }
+  struct Running {
+    RunningList& list;
+    ~Running() { list.pop_back(); }
+  };
+
+  template <typename Work> static R invoke(Work& work, Gate& gate) {
+    if constexpr (std::is_invocable_v<Work&, Gate&>) {
+      return work(gate);
+    } else {
+      return work();
+    }
+  }
 
   Shard& shardFor(std::string_view key) {
     return shards_[std::hash<std::string_view>{}(key) % kShards];

@@ -158,6 +158,9 @@ public:
   /// Done with Loaded: whether the write-back was refused because the key was invalidated (or
   /// overwritten) during the load: the value may predate a write.
   bool fenced() const noexcept { return fenced_; }
+  /// Done with Loaded: whether the value was written back through the lease (so no
+  /// invalidation overlapped the load).
+  bool written() const noexcept { return written_; }
   /// Done: a lease a Redis failure may have left behind, for the driver to release later.
   std::optional<LeaseRef> leftBehind() const noexcept {
     if (!leftBehind_) {
@@ -310,6 +313,7 @@ private:
   Action onFilled(store::Write written) {
     switch (written) {
     case store::Write::Done:
+      written_ = true;
       return done(result_);
     case store::Write::Fenced:
       sink_.count(Counter::fencedWrites);
@@ -367,7 +371,7 @@ private:
   Refresh refresh_ = Refresh::None;
   int takeovers_ = 0;
   bool first_ = true, waited_ = false, holdsLease_ = false, retriedScripted_ = false,
-       leftBehind_ = false, fenced_ = false;
+       leftBehind_ = false, fenced_ = false, written_ = false;
 };
 
 } // namespace cacheaside::flow
