@@ -322,7 +322,7 @@ public:
     try {
       const std::vector<Reply> replies = backend_.exchange(key, commands);
       state_->flights.forget(keys.value); // later calls must not join a load from before
-      if (replies.at(0).isError() || replies.at(1).isError()) {
+      if (std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return r.isError(); })) {
         backend_.count(Counter::redisErrors);
         return false;
       }

@@ -54,7 +54,7 @@ TEST_CASE("msgpack-cxx values round-trip through Redis, stored after the envelop
           .str;
   std::string expected;
   cacheaside::MsgpackSerializer<Items>::encode(kItems, expected);
-  CHECK(stored.substr(cacheaside::envelope::kHeaderSize) == expected);
+  CHECK(cacheaside::codec::inspect(stored)->payload == expected);
 }
 
 TEST_CASE("records another serializer wrote are msgpack-cxx decode failures, then replaced") {

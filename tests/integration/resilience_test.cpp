@@ -125,7 +125,7 @@ TEST_CASE("a stale value is served at once while exactly one caller refreshes it
   CHECK(more == 0);
 }
 
-TEST_CASE("freshness comes from the server's TTL: caches with clocks minutes apart agree") {
+TEST_CASE("freshness comes from the server's clock: caches with clocks minutes apart agree") {
   HiredisClient client(testsupport::clientOptions());
   EventLog fastLog, slowLog;
   auto fastOptions = staleOptions("clocks");

@@ -11,6 +11,7 @@
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/hiredis_client.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -43,27 +44,34 @@ std::vector<std::string> verbs(const std::vector<std::string>& lines) {
 }
 } // namespace
 
-TEST_CASE("a hit costs one round trip and a miss that wins the lease two") {
+TEST_CASE("a hit with XFetch on is one command, and a miss that wins the lease two") {
   testsupport::RedisServer server;
   HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
-  CacheAside<Product> cache(client, testsupport::cacheOptions("rtt"));
+  const auto options = testsupport::cacheOptions("rtt");
+  REQUIRE(options.xfetchBeta > 0); // the default: freshness is judged on every hit
+  CacheAside<Product> cache(client, options);
   const bool modern = hasSetNxGet(client);
   testsupport::CommandMonitor monitor(server.host(), server.port());
   monitor.clientCommands();
 
-  // A server that has not seen the fill script yet answers NOSCRIPT once (a Redis before 7.0:
-  // the lookup's syntax error, then the lookup script, NOSCRIPT for both scripts).
+  // The cache's first lookup asks the server's TIME along (its clock sample). A server that has
+  // not seen the fill script yet answers NOSCRIPT once (a Redis before 7.0: the lookup's syntax
+  // error, then the lookup script, NOSCRIPT for both scripts).
   cache.getOrLoad("warm-up", [] { return product(0); });
   CHECK(verbs(monitor.clientCommands()) ==
-        (modern ? Verbs{"SET", "PTTL", "EVALSHA", "EVAL"}
-                : Verbs{"SET", "PTTL", "EVALSHA", "EVAL", "EVALSHA", "EVAL"}));
+        (modern ? Verbs{"SET", "TIME", "EVALSHA", "EVAL"}
+                : Verbs{"SET", "TIME", "EVALSHA", "EVAL", "EVALSHA", "EVAL"}));
 
   cache.getOrLoad("p", [] { return product(1); });
   CHECK(verbs(monitor.clientCommands()) ==
-        (modern ? Verbs{"SET", "PTTL", "EVALSHA"} : Verbs{"EVALSHA", "EVALSHA"}));
+        (modern ? Verbs{"SET", "EVALSHA"} : Verbs{"EVALSHA", "EVALSHA"}));
 
-  cache.getOrLoad("p", [] { return product(1); });
-  CHECK(verbs(monitor.clientCommands()) == (modern ? Verbs{"SET", "PTTL"} : Verbs{"EVALSHA"}));
+  // The hit: one command, its freshness read from the record's stamp.
+  for (int i = 0; i < 3; ++i) {
+    cache.getOrLoad("p", [] { return product(1); });
+    CHECK(verbs(monitor.clientCommands()) == (modern ? Verbs{"SET"} : Verbs{"EVALSHA"}));
+  }
+  CHECK(cache.stats().hits == 3);
 
   cache.invalidate("p");
   CHECK(verbs(monitor.clientCommands()) == Verbs{"DEL"});
@@ -72,8 +80,8 @@ TEST_CASE("a hit costs one round trip and a miss that wins the lease two") {
   testsupport::cmd(client, {"SCRIPT", "FLUSH"});
   monitor.clientCommands();
   cache.getOrLoad("p", [] { return product(2); });
-  CHECK(verbs(monitor.clientCommands()) == (modern ? Verbs{"SET", "PTTL", "EVALSHA", "EVAL"}
-                                                   : Verbs{"EVALSHA", "EVAL", "EVALSHA", "EVAL"}));
+  CHECK(verbs(monitor.clientCommands()) ==
+        (modern ? Verbs{"SET", "EVALSHA", "EVAL"} : Verbs{"EVALSHA", "EVAL", "EVALSHA", "EVAL"}));
   CHECK(cache.get("p") == product(2));
 }
 
@@ -106,6 +114,41 @@ TEST_CASE("without XFetch and a stale window a hit is a single command") {
   testsupport::CommandMonitor monitor("127.0.0.1", port);
   monitor.clientCommands();
   cache.getOrLoad("p", [] { return product(1); });
+  CHECK(verbs(monitor.clientCommands()) == (modern ? Verbs{"SET"} : Verbs{"EVALSHA"}));
+}
+
+TEST_CASE("a record of an earlier version (no expiry stamp) is judged by its PTTL") {
+  testsupport::RedisServer server;
+  HiredisClient client(testsupport::clientOptions(server.host(), server.port()));
+  auto options = testsupport::cacheOptions("rtt-old");
+  options.xfetchBeta = 0;
+  options.staleWindow = std::chrono::seconds(60);
+  CacheAside<Product> cache(client, options);
+  cache.getOrLoad("warm-up", [] { return product(0); });
+  const bool modern = hasSetNxGet(client);
+  // Written as earlier versions did: the header, no extension block, the JSON; 30 s left, all
+  // of them inside the stale window.
+  std::string old;
+  cacheaside::envelope::appendHeader(old, cacheaside::EntryKind::Value, 5, 60000);
+  old += nlohmann::json(product(1)).dump();
+  const std::string key = cacheaside::store::valueKey(options.keyNamespace, "p");
+  testsupport::cmd(client, {"SET", key, old, "PX", "30000"});
+  testsupport::CommandMonitor monitor(server.host(), server.port());
+  monitor.clientCommands();
+  int loads = 0;
+  CHECK(cache.getOrLoad("p", [&] {
+    ++loads;
+    return product(2);
+  }) == product(2)); // found stale: this caller refreshed it
+  const Verbs seen = verbs(monitor.clientCommands());
+  REQUIRE(seen.size() >= 2);
+  // The scripted lookup of a Redis before 7.0 returns the PTTL itself.
+  CHECK(Verbs(seen.begin(), seen.begin() + 2) ==
+        (modern ? Verbs{"SET", "PTTL"} : Verbs{"EVALSHA", "EVALSHA"}));
+  CHECK(cache.stats().refreshes == 1);
+  CHECK(loads == 1);
+  // The refresh wrote a stamped record: the next hit is one command again.
+  CHECK(cache.getOrLoad("p", [] { return product(3); }) == product(2));
   CHECK(verbs(monitor.clientCommands()) == (modern ? Verbs{"SET"} : Verbs{"EVALSHA"}));
 }
 

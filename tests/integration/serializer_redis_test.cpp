@@ -44,14 +44,27 @@ TEST_CASE("the stored record is the envelope header followed by the serializer's
   strings.getOrLoad("s", [&] { return raw; });
   const std::string stored =
       testsupport::cmd(client, {"GET", cacheaside::store::valueKey(options.keyNamespace, "s")}).str;
-  CHECK(stored.substr(cacheaside::envelope::kHeaderSize) == raw);
+  const auto at = cacheaside::envelope::kExpiryStampAt + cacheaside::envelope::kExpiryStampSize;
+  CHECK(stored.substr(at) == raw);
+  // The server stamped the key's expiry by its own clock, within a few ms of its PTTL.
+  const auto env = cacheaside::codec::inspect(stored);
+  REQUIRE(env);
+  const auto time = testsupport::cmd(client, {"TIME"});
+  REQUIRE(time.elements.size() == 2);
+  const long long serverNow =
+      std::stoll(time.elements[0].str) * 1000 + std::stoll(time.elements[1].str) / 1000;
+  const long long pttl =
+      testsupport::cmd(client, {"PTTL", cacheaside::store::valueKey(options.keyNamespace, "s")})
+          .integer;
+  const auto left = static_cast<long long>(cacheaside::envelope::expiresAt(*env)) - serverNow;
+  CHECK(left >= pttl - 5);
+  CHECK(left <= pttl + 5);
 
   CacheAside<Product> products(client, options);
   products.getOrLoad("p", [] { return product(4); });
   const std::string json =
       testsupport::cmd(client, {"GET", cacheaside::store::valueKey(options.keyNamespace, "p")}).str;
-  CHECK(nlohmann::json::parse(json.substr(cacheaside::envelope::kHeaderSize)) ==
-        nlohmann::json(product(4)));
+  CHECK(nlohmann::json::parse(json.substr(at)) == nlohmann::json(product(4)));
 }
 
 TEST_CASE("values of one serializer read through another are decode failures, then replaced") {

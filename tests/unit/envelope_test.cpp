@@ -109,3 +109,46 @@ TEST_CASE("every truncation and every single-byte change of the header is handle
     }
   }
 }
+
+TEST_CASE(
+    "extension fields are type, length, value; unknown ones are skipped, overruns hold none") {
+  std::string bytes;
+  const std::string fields("\x07\x02\x00xy\x01\x08\x00"
+                           "ABCDEFGH",
+                           16);
+  envelope::appendHeader(bytes, EntryKind::Value, 0, 0, 0, fields);
+  CHECK((static_cast<unsigned char>(bytes[3]) & envelope::kHasExtensions) != 0);
+  bytes += "payload";
+  const auto env = envelope::decode(bytes);
+  REQUIRE(env);
+  CHECK(env->extensions == fields);
+  CHECK(env->payload == "payload");
+  CHECK(envelope::findField(env->extensions, 7) == std::string_view("xy"));
+  CHECK(envelope::findField(env->extensions, 1) == std::string_view("ABCDEFGH"));
+  CHECK_FALSE(envelope::findField(env->extensions, 2));
+  CHECK(envelope::expiresAt(*env) == 0x4847464544434241);
+  CHECK_FALSE(envelope::findField(std::string_view("\x07\x05\x00xy", 5), 7)); // overruns
+  CHECK_FALSE(envelope::findField(std::string_view("\x07\x00", 2), 7));
+  cacheaside::Envelope wrongSize;
+  wrongSize.extensions = std::string_view("\x01\x02\x00xy", 5);
+  CHECK(envelope::expiresAt(wrongSize) == 0);
+}
+
+TEST_CASE("fields added to a record go after the ones it has: the stamp keeps its place") {
+  std::string record;
+  envelope::appendHeader(record, EntryKind::Value, 0, 0, 0, envelope::kUnsetExpiryStamp);
+  record += "payload";
+  REQUIRE(envelope::hasExpiryStampSlot(record));
+  envelope::addExtensions(record, std::string("\x09\x01\x00z", 4));
+  CHECK(envelope::hasExpiryStampSlot(record));
+  const auto env = envelope::decode(record);
+  REQUIRE(env);
+  CHECK(env->payload == "payload");
+  CHECK(envelope::findField(env->extensions, 9) == std::string_view("z"));
+  std::string plain;
+  envelope::appendHeader(plain, EntryKind::Negative, 0);
+  envelope::addExtensions(plain, std::string("\x09\x01\x00z", 4));
+  const auto negative = envelope::decode(plain);
+  REQUIRE(negative);
+  CHECK(envelope::findField(negative->extensions, 9) == std::string_view("z"));
+}

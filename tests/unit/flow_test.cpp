@@ -45,10 +45,35 @@ Reply nil() {
   return Reply{};
 }
 
+// A record as earlier versions wrote it: no expiry stamp.
 std::string record(EntryKind kind, std::uint32_t loadMillis = 0, std::uint32_t stale = 0,
                    const std::string& payload = "") {
   std::string out;
   cacheaside::envelope::appendHeader(out, kind, loadMillis, stale);
+  return out + payload;
+}
+
+// The server's clock when the fixtures' replies arrive (local time t0), ms since the epoch.
+constexpr long long kServerNow = 1700000000000;
+
+Reply timeReply(long long serverMillis) {
+  Reply r;
+  r.type = Reply::Type::Array;
+  r.elements = {str(std::to_string(serverMillis / 1000)),
+                str(std::to_string(serverMillis % 1000 * 1000))};
+  return r;
+}
+
+// A value record as the server stores it: stamped to expire pttl ms after kServerNow.
+std::string stamped(std::uint32_t loadMillis, std::uint32_t stale, const std::string& payload,
+                    long long pttl) {
+  std::string stamp(cacheaside::envelope::kUnsetExpiryStamp);
+  const auto at = static_cast<std::uint64_t>(kServerNow + pttl);
+  for (std::size_t i = 0; i < 8; ++i) {
+    stamp[3 + i] = static_cast<char>((at >> (8 * i)) & 0xFF);
+  }
+  std::string out;
+  cacheaside::envelope::appendHeader(out, EntryKind::Value, loadMillis, stale, 0, stamp);
   return out + payload;
 }
 
@@ -70,7 +95,11 @@ struct Fixture {
   Sink sink;
   cacheaside::flow::Clock::time_point t0{};
 
-  Fixture() { settings.entry.waitBudget = 100ms; }
+  // The store's clock has a sample: kServerNow at t0.
+  Fixture() {
+    settings.entry.waitBudget = 100ms;
+    store.parseLookup({nil(), timeReply(kServerNow)}, t0);
+  }
 };
 
 bool runs(const Action& a, const cacheaside::Script& script) {
@@ -94,25 +123,77 @@ Loaded of(Loaded::Kind kind) {
 
 } // namespace
 
-TEST_CASE("flow: a hit is one round trip (SET NX GET and PTTL), one decode, no refresh") {
+TEST_CASE("flow: a hit is one command (SET NX GET), one decode, freshness from the stamp") {
   Fixture f;
-  GetFlow flow(f.store, f.keys, f.settings, f.sink);
-  Action a = flow.start();
-  REQUIRE(a.kind == Kind::Send);
+  GetFlow first(f.store, f.keys, f.settings, f.sink);
+  Action a = first.start(); // the store's first lookup asks the server's TIME along
   REQUIRE(a.commands->size() == 2);
+  CHECK(a.commands->at(1).argv.at(0) == "TIME");
+  GetFlow flow(f.store, f.keys, f.settings, f.sink);
+  a = flow.start();
+  REQUIRE(a.kind == Kind::Send);
+  REQUIRE(a.commands->size() == 1);
   CHECK(a.commands->at(0).argv.at(0) == "SET");
   CHECK(a.commands->at(0).key == f.keys.value);
-  CHECK(a.commands->at(1).argv.at(0) == "PTTL");
-  a = flow.onReplies({str(record(EntryKind::Value, 10, 0, "{}")), integer(60000)}, f.t0);
+  a = flow.onReplies({str(stamped(10, 0, "{}", 60000))}, f.t0 + 250ms);
   REQUIRE(a.kind == Kind::Decode);
   CHECK(a.record->payload == "{}");
   a = flow.onDecoded(true, 0.5);
   CHECK(a.kind == Kind::Done);
   CHECK(flow.result() == GetFlow::Result::Hit);
   CHECK(flow.refresh() == cacheaside::flow::Refresh::None);
-  CHECK(flow.pttl() == 60000);
+  CHECK(flow.pttl() == 59750);
+  CHECK(flow.expiresAt() == static_cast<std::uint64_t>(kServerNow + 60000));
   CHECK(f.sink[Counter::hits] == 1);
   CHECK(f.sink[Counter::misses] == 0);
+}
+
+TEST_CASE("flow: a stamped record is judged by the server's clock, whatever the local one reads") {
+  for (const auto shift : {-10min, 0min, 10min}) {
+    Fixture f;
+    f.t0 += 24h + shift;
+    const cacheaside::store::Store store(5s); // a host whose clock reads t0 when the server's
+    store.parseLookup({nil(), timeReply(kServerNow)}, f.t0); // reads kServerNow
+    f.settings.xfetchBeta = 0;
+    f.settings.entry.staleWindow = 10s;
+    GetFlow flow(store, f.keys, f.settings, f.sink);
+    flow.start();
+    REQUIRE(flow.onReplies({str(stamped(0, 10000, "v", 12000))}, f.t0 + 3s).kind == Kind::Decode);
+    flow.onDecoded(true, 0.5);
+    CHECK(flow.pttl() == 9000);
+    CHECK(flow.refresh() == cacheaside::flow::Refresh::Stale);
+  }
+}
+
+TEST_CASE("flow: a record of an earlier version (no stamp) asks the server's PTTL") {
+  Fixture f;
+  f.settings.xfetchBeta = 0;
+  f.settings.entry.staleWindow = 10s;
+  GetFlow flow(f.store, f.keys, f.settings, f.sink);
+  flow.start();
+  Action a = flow.onReplies({str(record(EntryKind::Value, 0, 10000, "old"))}, f.t0);
+  REQUIRE(a.kind == Kind::Send);
+  REQUIRE(a.commands->size() == 1);
+  CHECK(a.commands->front().argv == cacheaside::Argv{"PTTL", f.keys.value});
+  a = flow.onReplies({integer(4000)}, f.t0);
+  REQUIRE(a.kind == Kind::Decode);
+  CHECK(a.record->payload == "old"); // still the bytes the lookup read
+  flow.onDecoded(true, 0.5);
+  CHECK(flow.pttl() == 4000);
+  CHECK(flow.refresh() == cacheaside::flow::Refresh::Stale);
+  CHECK(flow.expiresAt() == 0);
+
+  GetFlow lost(f.store, f.keys, f.settings, f.sink); // the PTTL lost: served, freshness unknown
+  lost.start();
+  lost.onReplies({str(record(EntryKind::Value, 0, 10000, "old"))}, f.t0);
+  REQUIRE(lost.onTransportError().kind == Kind::Decode);
+  lost.onDecoded(true, 0.5);
+  CHECK(lost.refresh() == cacheaside::flow::Refresh::None);
+
+  f.settings.entry.staleWindow = 0s; // nothing judges freshness: no PTTL
+  GetFlow plain(f.store, f.keys, f.settings, f.sink);
+  plain.start();
+  CHECK(plain.onReplies({str(record(EntryKind::Value, 0, 0, "old"))}, f.t0).kind == Kind::Decode);
 }
 
 TEST_CASE("flow: without XFetch or a stale window the lookup is one command") {
@@ -228,8 +309,7 @@ TEST_CASE("flow: a waiter whose holder fills gets the value, and under Throw a t
   const std::string leased = record(EntryKind::Lease, 0, 0, "t");
   REQUIRE(flow.onReplies({str(leased), integer(4000)}, f.t0).kind == Kind::Sleep);
   flow.onSlept();
-  REQUIRE(flow.onReplies({str(record(EntryKind::Value, 1, 0, "v")), integer(9)}, f.t0).kind ==
-          Kind::Decode);
+  REQUIRE(flow.onReplies({str(stamped(1, 0, "v", 9))}, f.t0).kind == Kind::Decode);
   CHECK(flow.onDecoded(true, 1.0).kind == Kind::Done);
   CHECK(f.sink[Counter::hits] == 0); // the first look was the miss
 
@@ -262,9 +342,7 @@ TEST_CASE("flow: a payload the serializer rejects is taken over, and the takeove
   Fixture f;
   GetFlow flow(f.store, f.keys, f.settings, f.sink);
   flow.start();
-  REQUIRE(
-      flow.onReplies({str(record(EntryKind::Value, 0, 0, "not json")), integer(50)}, f.t0).kind ==
-      Kind::Decode);
+  REQUIRE(flow.onReplies({str(stamped(0, 0, "not json", 50))}, f.t0).kind == Kind::Decode);
   REQUIRE(runs(flow.onDecoded(false, 0.5), scripts::takeover()));
   const Action a = flow.onReplies({nil()}, f.t0);
   REQUIRE(a.kind == Kind::Load);
@@ -335,13 +413,13 @@ TEST_CASE("flow: a stale value asks for a refresh, and XFetch draws early ones")
   Fixture f;
   GetFlow stale(f.store, f.keys, f.settings, f.sink);
   stale.start();
-  stale.onReplies({str(record(EntryKind::Value, 0, 10000, "v")), integer(4000)}, f.t0);
+  stale.onReplies({str(stamped(0, 10000, "v", 4000))}, f.t0);
   stale.onDecoded(true, 0.5);
   CHECK(stale.refresh() == cacheaside::flow::Refresh::Stale);
 
   GetFlow due(f.store, f.keys, f.settings, f.sink);
   due.start();
-  due.onReplies({str(record(EntryKind::Value, 1000, 0, "v")), integer(500)}, f.t0);
+  due.onReplies({str(stamped(1000, 0, "v", 500))}, f.t0);
   due.onDecoded(true, 0.1); // -1000 * ln(0.1) = 2303 ms >= 500 ms left
   CHECK(due.refresh() == cacheaside::flow::Refresh::Early);
 }
@@ -351,7 +429,11 @@ TEST_CASE("refresh flow: the winner reloads, keeping the value alive, and writes
   RefreshFlow flow(f.store, f.keys, f.settings, f.sink, 700);
   Action a = flow.start();
   REQUIRE(runs(a, scripts::takeRefresh()));
-  CHECK(a.commands->front().argv.back() == "700");
+  CHECK(a.commands->front().argv.back() == "700"); // a record without a stamp: its PTTL
+  RefreshFlow byStamp(f.store, f.keys, f.settings, f.sink, 700, 0x0102030405060708);
+  const auto& argv = byStamp.start().commands->front().argv;
+  CHECK(argv.at(argv.size() - 2) == std::string_view("\x08\x07\x06\x05\x04\x03\x02\x01", 8));
+  CHECK(argv.back() == "17");
   a = flow.onReplies({integer(1)}, f.t0);
   REQUIRE(a.kind == Kind::Load);
   CHECK(a.renew.key == f.keys.refreshLease);

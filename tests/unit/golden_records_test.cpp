@@ -37,6 +37,32 @@ const std::string kNegative = unhex("ca0101000500000000000000");
 // A lease, with its 16-byte token.
 const std::string kLease = unhex("ca0102000000000000000000"
                                  "00112233445566778899aabbccddeeff");
+// The kettle loaded in 37 ms as the codec writes it since expiry stamps: an extension block of
+// 11 bytes holding field 1 (the expiry stamp, 8 bytes) unset, for the server to set.
+const std::string kStampSlot = unhex("ca0100102500000000000000"
+                                     "0b00"
+                                     "010800"
+                                     "0000000000000000"
+                                     "7b2263617465676f7279223a226b69746368656e222c226964223a"
+                                     "312c226e616d65223a226b6574746c65222c227072696365223a3139"
+                                     "2e357d");
+// The same as the server stores it: stamped to expire at 1700000060000 ms (server clock).
+const std::string kStamped = unhex("ca0100102500000000000000"
+                                   "0b00"
+                                   "010800"
+                                   "6052e6cf8b010000"
+                                   "7b2263617465676f7279223a226b69746368656e222c226964223a"
+                                   "312c226e616d65223a226b6574746c65222c227072696365223a3139"
+                                   "2e357d");
+// A record of a later version: a field of type 7 (3 bytes) ahead of the stamp.
+const std::string kLaterField = unhex("ca0100102500000000000000"
+                                      "1100"
+                                      "070300aabbcc"
+                                      "010800"
+                                      "6052e6cf8b010000"
+                                      "7b2263617465676f7279223a226b69746368656e222c226964223a"
+                                      "312c226e616d65223a226b6574746c65222c227072696365223a3139"
+                                      "2e357d");
 } // namespace
 
 TEST_CASE("golden records of format 1 decode to what they were written with") {
@@ -67,13 +93,38 @@ TEST_CASE("golden records of format 1 decode to what they were written with") {
   CHECK(env->payload.size() == 16);
 }
 
+TEST_CASE("stamped golden records decode, and the stamp is found among unknown fields") {
+  const cacheaside::Codec<Product, cacheaside::JsonSerializer<Product>> codec({});
+  std::string error;
+  for (const std::string* bytes : {&kStampSlot, &kStamped, &kLaterField}) {
+    const auto env = cacheaside::codec::inspect(*bytes);
+    REQUIRE(env);
+    CHECK(env->kind == EntryKind::Value);
+    CHECK(env->loadMillis == 37);
+    CHECK(codec.decode(*env, error) == kKettle);
+  }
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kStampSlot)) == 0);
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kStamped)) == 1700000060000);
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kLaterField)) == 1700000060000);
+  // Records of format 1 before stamps carry none: their freshness is the server's PTTL.
+  CHECK(cacheaside::envelope::expiresAt(*cacheaside::codec::inspect(kValue)) == 0);
+  // The server stamps where the codec put the slot; a later field ahead of it moves it.
+  CHECK(cacheaside::envelope::hasExpiryStampSlot(kStampSlot));
+  CHECK_FALSE(cacheaside::envelope::hasExpiryStampSlot(kLaterField));
+  CHECK_FALSE(cacheaside::envelope::hasExpiryStampSlot(kValue));
+}
+
 TEST_CASE("today's codec still writes the golden records byte for byte") {
   const cacheaside::Codec<Product, cacheaside::JsonSerializer<Product>> codec({});
   std::string out, error;
+  // Values carry the expiry stamp's slot since stamps (kValue and kStaleWindow, without it,
+  // are what earlier versions wrote).
   REQUIRE(codec.encode(kKettle, 37, 0, out, error) == cacheaside::codec::Encoded::Ok);
-  CHECK(out == kValue);
+  CHECK(out == kStampSlot);
   REQUIRE(codec.encode(kKettle, 1200, 60000, out, error) == cacheaside::codec::Encoded::Ok);
-  CHECK(out == kStaleWindow);
+  CHECK(out.substr(0, 12) == kStaleWindow.substr(0, 3) + '\x10' + kStaleWindow.substr(4, 8));
+  CHECK(out.substr(12, 13) == kStampSlot.substr(12, 13));
+  CHECK(out.substr(25) == kStaleWindow.substr(12));
   CHECK(cacheaside::codec::negativeRecord(5) == kNegative);
   const std::string lease = cacheaside::codec::leaseRecord();
   CHECK(lease.size() == kLease.size());
@@ -107,16 +158,19 @@ TEST_CASE("a compressed record names its compressor, and a cache without it does
 }
 
 namespace {
-// The kettle of kValue, stamped with tag "category:kitchen" at generation "0123456789abcdef"
-// (an extension block holding one tags field).
-const std::string kTagged = unhex("ca01001025000000000000002600012300"
+// The kettle of kValue as the codec writes it (the expiry stamp's slot), stamped with tag
+// "category:kitchen" at generation "0123456789abcdef" (a tags field after the stamp).
+const std::string kTagged = unhex("ca0100102500000000000000"
+                                  "3100"
+                                  "0108000000000000000000"
+                                  "022300"
                                   "100063617465676f72793a6b69746368656e"
                                   "1030313233343536373839616263646566"
                                   "7b2263617465676f7279223a226b69746368656e222c226964223a312c22"
                                   "6e616d65223a226b6574746c65222c227072696365223a31392e357d");
 // A cached "not found" loaded in 5 ms, stamped with tag "t" at generation "" (never
 // invalidated).
-const std::string kTaggedNegative = unhex("ca01011005000000000000000700010400010074"
+const std::string kTaggedNegative = unhex("ca01011005000000000000000700020400010074"
                                           "00");
 } // namespace
 
@@ -132,7 +186,8 @@ TEST_CASE("golden tagged records decode, and today's codec stamps them byte for 
   REQUIRE(tags);
   CHECK(cacheaside::envelope::tagGeneration(*tags, "category:kitchen") == "0123456789abcdef");
   CHECK_FALSE(cacheaside::envelope::tagGeneration(*tags, "category"));
-  CHECK_FALSE(cacheaside::envelope::findField(env->extensions, 2));
+  CHECK_FALSE(cacheaside::envelope::findField(env->extensions, 3));
+  CHECK(cacheaside::envelope::hasExpiryStampSlot(kTagged)); // the tags did not move the stamp
 
   env = cacheaside::codec::inspect(kTaggedNegative);
   REQUIRE(env);

@@ -11,13 +11,20 @@
 ///   bytes 8-11 stale window in ms, little-endian: the last part of the key's Redis TTL during
 ///              which the value is stale (served while one caller refreshes it)
 ///   [extension block, when flagged: a 2-byte little-endian length, then that many bytes of
-///    fields; each field is a 1-byte id, a 2-byte little-endian length and that many bytes; a
-///    reader skips the fields it does not know. Values and "not found" records may carry one;
-///    leases never do]
+///    fields; each field is a type byte, a 2-byte little-endian length and that many bytes; a
+///    reader skips the types it does not know, and a block whose fields overrun it holds no
+///    field. Values and "not found" records may carry one; leases never do]
 ///   payload    the serialized value (Value), nothing (Negative), or a token (Lease)
 ///
-/// Fields: 1 = tags, the tag generations read before the value was loaded: for each tag a
-/// 2-byte little-endian name length, the name, a 1-byte generation length, the generation.
+/// Extension fields:
+///   type 1  expiry stamp (Value records), 8 bytes little-endian: when the key expires, in
+///           milliseconds since the Unix epoch by the Redis server's clock. The codec writes it
+///           first, as zeros (bytes 17-24 of the record); the store's write scripts set it from
+///           the server's TIME as they store the record, so freshness is judged by one clock for
+///           all hosts. Zero or absent (records of earlier versions): unknown.
+///   type 2  tags: the tag generations read before the value was loaded: for each tag a 2-byte
+///           little-endian name length, the name, a 1-byte generation length, the generation.
+///   types 3-255 are free for later features.
 ///
 /// Pure functions, no I/O: anything that is not exactly this shape decodes to std::nullopt.
 
@@ -65,20 +72,82 @@ inline constexpr std::size_t kHeaderSize = 12;
 inline constexpr unsigned char kHasExtensions = 0x10;
 /// Flag bits that name the compressor.
 inline constexpr unsigned char kCompressorMask = 0x0F;
+/// Extension field type: the expiry stamp.
+inline constexpr unsigned char kExpiryStamp = 1;
+/// Size of the expiry stamp's value.
+inline constexpr std::size_t kExpiryStampSize = 8;
+/// Where the codec puts the expiry stamp's value in a record: after the header, the block's
+/// length and the field's type and length.
+inline constexpr std::size_t kExpiryStampAt = kHeaderSize + 2 + 3;
 
-/// Appends a header to out (with compressor id compressor, 0..15); the caller appends the
-/// payload after it.
+/// Appends a header to out (with compressor id compressor, 0..15) and, when extensions is not
+/// empty, the extension block holding those field bytes (at most 65535); the caller appends
+/// the payload after it.
 inline void appendHeader(std::string& out, EntryKind kind, std::uint32_t loadMillis,
-                         std::uint32_t staleMillis = 0, std::uint8_t compressor = 0) {
+                         std::uint32_t staleMillis = 0, std::uint8_t compressor = 0,
+                         std::string_view extensions = {}) {
   out.push_back(static_cast<char>(kMagic));
   out.push_back(static_cast<char>(kVersion));
   out.push_back(static_cast<char>(kind));
-  out.push_back(static_cast<char>(compressor & kCompressorMask));
+  out.push_back(static_cast<char>((compressor & kCompressorMask) |
+                                  (extensions.empty() ? 0 : kHasExtensions)));
   for (const std::uint32_t field : {loadMillis, staleMillis}) {
     for (int i = 0; i < 4; ++i) {
       out.push_back(static_cast<char>((field >> (8 * i)) & 0xFF));
     }
   }
+  if (!extensions.empty()) {
+    out.push_back(static_cast<char>(extensions.size() & 0xFF));
+    out.push_back(static_cast<char>((extensions.size() >> 8) & 0xFF));
+    out.append(extensions);
+  }
+}
+
+/// The extension field of a Value record that the server stamps with the key's expiry: zeros
+/// until then.
+inline constexpr std::string_view kUnsetExpiryStamp{"\x01\x08\0\0\0\0\0\0\0\0\0", 11};
+
+/// The value of extension field type in an extension block; std::nullopt when there is none
+/// (or the block is malformed).
+inline std::optional<std::string_view> findField(std::string_view extensions,
+                                                 unsigned char type) noexcept {
+  while (extensions.size() >= 3) {
+    const auto here = static_cast<unsigned char>(extensions[0]);
+    const std::size_t length = static_cast<unsigned char>(extensions[1]) |
+                               (std::size_t{static_cast<unsigned char>(extensions[2])} << 8);
+    if (extensions.size() - 3 < length) {
+      return std::nullopt;
+    }
+    if (here == type) {
+      return extensions.substr(3, length);
+    }
+    extensions.remove_prefix(3 + length);
+  }
+  return std::nullopt;
+}
+
+/// The key's expiry stamped into a record (ms since the Unix epoch, server clock); 0 when the
+/// record carries none.
+inline std::uint64_t expiresAt(const Envelope& env) noexcept {
+  const auto stamp = findField(env.extensions, kExpiryStamp);
+  if (!stamp || stamp->size() != kExpiryStampSize) {
+    return 0;
+  }
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < kExpiryStampSize; ++i) {
+    v |= std::uint64_t{static_cast<unsigned char>((*stamp)[i])} << (8 * i);
+  }
+  return v;
+}
+
+/// Whether record (encoded bytes) has the expiry stamp's field where the codec puts it, for the
+/// server to set.
+inline bool hasExpiryStampSlot(std::string_view record) noexcept {
+  return record.size() >= kExpiryStampAt + kExpiryStampSize &&
+         (static_cast<unsigned char>(record[3]) & kHasExtensions) != 0 &&
+         static_cast<unsigned char>(record[kHeaderSize + 2]) == kExpiryStamp &&
+         static_cast<unsigned char>(record[kHeaderSize + 3]) == kExpiryStampSize &&
+         record[kHeaderSize + 4] == 0;
 }
 
 /// Decodes a record; std::nullopt for bytes this library did not write (or wrote in another
@@ -130,34 +199,15 @@ inline std::optional<Envelope> decode(std::string_view bytes) noexcept {
   return env;
 }
 
-/// Field id of the tags field in the extension block.
-inline constexpr unsigned char kTagsField = 1;
+/// Extension field type: the tags.
+inline constexpr unsigned char kTagsField = 2;
 
-/// Appends a field (id, then its bytes) to an extension block being built in out.
-inline void appendField(std::string& out, unsigned char id, std::string_view bytes) {
-  out.push_back(static_cast<char>(id));
+/// Appends a field (type, then its bytes) to an extension block being built in out.
+inline void appendField(std::string& out, unsigned char type, std::string_view bytes) {
+  out.push_back(static_cast<char>(type));
   out.push_back(static_cast<char>(bytes.size() & 0xFF));
   out.push_back(static_cast<char>((bytes.size() >> 8) & 0xFF));
   out.append(bytes);
-}
-
-/// The bytes of field id in an extension block; std::nullopt when it has none (or the block is
-/// malformed).
-inline std::optional<std::string_view> findField(std::string_view extensions,
-                                                 unsigned char id) noexcept {
-  while (extensions.size() >= 3) {
-    const auto here = static_cast<unsigned char>(extensions[0]);
-    const std::size_t length = static_cast<unsigned char>(extensions[1]) |
-                               (std::size_t{static_cast<unsigned char>(extensions[2])} << 8);
-    if (extensions.size() - 3 < length) {
-      return std::nullopt;
-    }
-    if (here == id) {
-      return extensions.substr(3, length);
-    }
-    extensions = extensions.substr(3 + length);
-  }
-  return std::nullopt;
 }
 
 /// Appends one tag and its generation to a tags field being built in out (name below 64 KiB,
@@ -192,15 +242,22 @@ inline std::optional<std::string_view> tagGeneration(std::string_view tags,
   return std::nullopt;
 }
 
-/// Adds an extension block to record (a Value or Negative record that has none).
-inline void addExtensions(std::string& record, std::string_view extensions) {
-  std::string block;
-  block.reserve(2 + extensions.size());
-  block.push_back(static_cast<char>(extensions.size() & 0xFF));
-  block.push_back(static_cast<char>((extensions.size() >> 8) & 0xFF));
-  block.append(extensions);
-  record.insert(kHeaderSize, block);
-  record[3] = static_cast<char>(static_cast<unsigned char>(record[3]) | kHasExtensions);
+/// Appends extension fields to record (a Value or Negative record), after the fields it has,
+/// so that the expiry stamp keeps its place; the block stays below 64 KiB.
+inline void addExtensions(std::string& record, std::string_view fields) {
+  std::size_t length = 0;
+  if ((static_cast<unsigned char>(record[3]) & kHasExtensions) != 0) {
+    length = static_cast<unsigned char>(record[kHeaderSize]) |
+             (std::size_t{static_cast<unsigned char>(record[kHeaderSize + 1])} << 8);
+    record.insert(kHeaderSize + 2 + length, fields);
+  } else {
+    record.insert(kHeaderSize, 2, '\0');
+    record.insert(kHeaderSize + 2, fields);
+    record[3] = static_cast<char>(static_cast<unsigned char>(record[3]) | kHasExtensions);
+  }
+  length += fields.size();
+  record[kHeaderSize] = static_cast<char>(length & 0xFF);
+  record[kHeaderSize + 1] = static_cast<char>((length >> 8) & 0xFF);
 }
 
 } // namespace envelope

@@ -73,27 +73,29 @@ public:
   /// Keeps the options (validated by the cache).
   explicit Codec(CodecOptions options) : options_(std::move(options)) {}
 
-  /// Encodes value as a record into out (cleared first). On Failed, error holds the
-  /// serializer's message.
+  /// Encodes value as a record into out (cleared first), with an unset expiry stamp for the
+  /// server to set. On Failed, error holds the serializer's message.
   codec::Encoded encode(const T& value, std::uint32_t loadMillis, std::uint32_t staleMillis,
                         std::string& out, std::string& error) const {
     out.clear();
-    envelope::appendHeader(out, EntryKind::Value, loadMillis, staleMillis);
+    envelope::appendHeader(out, EntryKind::Value, loadMillis, staleMillis, 0,
+                           envelope::kUnsetExpiryStamp);
+    const std::size_t headerSize = out.size();
     try {
       S::encode(value, out);
     } catch (const std::exception& e) {
       error = e.what();
       return codec::Encoded::Failed;
     }
-    const std::size_t size = out.size() - envelope::kHeaderSize;
+    const std::size_t size = out.size() - headerSize;
     if (size > options_.maxValueBytes) {
       return codec::Encoded::TooLarge;
     }
     if (options_.compressor && size >= options_.compressAbove) {
       std::string packed;
       envelope::appendHeader(packed, EntryKind::Value, loadMillis, staleMillis,
-                             options_.compressor->id());
-      options_.compressor->compress(std::string_view(out).substr(envelope::kHeaderSize), packed);
+                             options_.compressor->id(), envelope::kUnsetExpiryStamp);
+      options_.compressor->compress(std::string_view(out).substr(headerSize), packed);
       if (packed.size() < out.size()) {
         out.swap(packed);
       }

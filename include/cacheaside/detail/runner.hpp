@@ -13,6 +13,7 @@
 #include <cacheaside/flow/refresh_flow.hpp>
 #include <cacheaside/store/store.hpp>
 
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <string>
@@ -29,7 +30,8 @@ public:
   struct Found {
     std::optional<T> value;
     flow::Refresh refresh = flow::Refresh::None;
-    long long pttl = -1; // the value's remaining TTL when read (when it was asked for)
+    long long pttl = -1;         // the value's remaining TTL when read (when it was asked for)
+    std::uint64_t expiresAt = 0; // the record's expiry stamp (server clock), 0 without one
     Outcome outcome = Outcome::Hit;
     // Loaded under a lease but not written back (fenced by an invalidation, not cacheable, or
     // Redis failed): the value may predate an invalidation.
@@ -68,6 +70,7 @@ public:
     case Result::Hit:
       found.refresh = flow.refresh();
       found.pttl = flow.pttl();
+      found.expiresAt = flow.expiresAt();
       if (found.refresh != flow::Refresh::None && !settings.tags.empty()) {
         found.generations = flow.generations();
       }
@@ -100,7 +103,8 @@ public:
                            const flow::Settings& settings, Load& load, std::optional<T> current,
                            const Found& found, Outcome& how, LeaseRenewer& renewer) {
     Backend::CallSink sink(backend_, key);
-    flow::RefreshFlow flow(store_, keys, settings, sink, found.pttl, &found.generations);
+    flow::RefreshFlow flow(store_, keys, settings, sink, found.pttl, found.expiresAt,
+                           &found.generations);
     std::optional<T> fresh;
     std::exception_ptr thrown;
     const auto started = backend_.now();

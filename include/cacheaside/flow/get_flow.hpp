@@ -17,6 +17,7 @@
 #include <cacheaside/store/store.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -58,7 +59,10 @@ public:
     switch (state_) {
     case State::Looking:
       readGenerations(settings_, replies_, generations_, sink_);
-      return onLookup(store_.parseLookup(replies_), now, true);
+      return onLookup(store_.parseLookup(replies_, now), now, true);
+    case State::Timing:
+      pttl_ = store::Store::parsePttl(replies_.front());
+      return decode();
     case State::ReadOnly:
       readGenerations(settings_, replies_, generations_, sink_);
       return onLookup(store::Store::parseGet(replies_.front()), now, false);
@@ -99,6 +103,9 @@ public:
     case State::ReadOnly:
       countFirst(Counter::misses);
       return load(false);
+    case State::Timing: // the value was read: serve it, its freshness unknown
+      pttl_ = -1;
+      return decode();
     case State::Filling:
     case State::Releasing:
       leftBehind_ = true;
@@ -157,8 +164,12 @@ public:
   Result result() const noexcept { return result_; }
   /// Done with Hit: whether the value should be reloaded now.
   Refresh refresh() const noexcept { return refresh_; }
-  /// Done with Hit: the key's remaining TTL when read (ms; -1 unknown).
+  /// Done with Hit: the key's remaining TTL when read (ms; -1 unknown), by the server's TTL or
+  /// by the record's expiry stamp and the server's clock.
   long long pttl() const noexcept { return pttl_; }
+  /// Done with Hit: the record's expiry stamp (ms since the Unix epoch, server clock); 0 when
+  /// it had none.
+  std::uint64_t expiresAt() const noexcept { return expiresAt_; }
   /// Done with Loaded: whether the write-back was refused because the key was invalidated (or
   /// overwritten) during the load: the value may predate a write.
   bool fenced() const noexcept { return fenced_; }
@@ -179,6 +190,7 @@ private:
   enum class State {
     Idle,
     Looking,
+    Timing,
     ReadOnly,
     TakingOver,
     Waiting,
@@ -189,12 +201,14 @@ private:
     Done
   };
 
+  bool judgesFreshness() const noexcept {
+    return settings_.readTtl &&
+           (settings_.xfetchBeta > 0 || settings_.entry.staleWindow.count() > 0);
+  }
+
   Action sendLookup() {
     std::vector<Command> commands;
-    store_.lookup(keys_, lease_,
-                  settings_.readTtl &&
-                      (settings_.xfetchBeta > 0 || settings_.entry.staleWindow.count() > 0),
-                  commands);
+    store_.lookup(keys_, lease_, judgesFreshness(), commands);
     appendTagReads(settings_, commands);
     return send(State::Looking, std::move(commands));
   }
@@ -261,6 +275,23 @@ private:
     record_ = *env;
     bytes_ = found.bytes;
     pttl_ = found.pttl;
+    expiresAt_ = envelope::expiresAt(*env);
+    if (pttl_ < 0 && judgesFreshness()) {
+      const auto serverNow = store_.clock().serverNowMillis(now);
+      if (expiresAt_ != 0 && serverNow) {
+        const auto left = static_cast<long long>(expiresAt_) - *serverNow;
+        pttl_ = std::max(left, 0LL);
+      } else if (state_ == State::Looking) {
+        // A record of an earlier version (no stamp), or no clock sample yet: ask the server.
+        // The replies hold the record's bytes: moving them keeps the views valid.
+        looked_ = std::move(replies_);
+        return send(State::Timing, {store::Store::pttl(keys_)});
+      }
+    }
+    return decode();
+  }
+
+  Action decode() {
     state_ = State::Decoding;
     Action a = Action::of(Action::Kind::Decode);
     a.record = &record_;
@@ -356,10 +387,11 @@ private:
   const std::string lease_;
   State state_ = State::Idle;
   std::vector<Command> commands_;
-  std::vector<Reply> replies_;
+  std::vector<Reply> replies_, looked_;
   Envelope record_;
   std::string_view bytes_;
   long long pttl_ = -1;
+  std::uint64_t expiresAt_ = 0;
   std::string sha1_, record_bytes_, ms_;
   std::vector<std::string> generations_;
   std::chrono::milliseconds pause_;

@@ -11,6 +11,7 @@
 #include <cacheaside/flow/tags.hpp>
 #include <cacheaside/store/store.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -29,20 +30,25 @@ public:
     Fresh,        ///< the loader ran: serve what it returned
   };
 
-  /// A refresh of keys' value, read with seenPttl ms left to live. The references must outlive
-  /// the flow.
-  /// generations: the tag generations read with the value (see flow/tags.hpp), stamped into
-  /// the refreshed record; may be null when the call has no tags.
+  /// A refresh of keys' value, read with seenPttl ms left to live and with the expiry stamp
+  /// seenExpiresAt (0: none; the stamp, when there is one, tells whether someone else refreshed
+  /// meanwhile). generations: the tag generations read with the value (see flow/tags.hpp),
+  /// stamped into the refreshed record; may be null when the call has no tags. The references
+  /// must outlive the flow.
   RefreshFlow(const store::Store& store, const store::Keys& keys, const Settings& settings,
-              Sink& sink, long long seenPttl, const std::vector<std::string>* generations = nullptr)
+              Sink& sink, long long seenPttl, std::uint64_t seenExpiresAt = 0,
+              const std::vector<std::string>* generations = nullptr)
       : store_(store), keys_(keys), settings_(settings), sink_(sink), token_(codec::leaseRecord()),
-        seenPttl_(std::to_string(seenPttl)), generations_(generations) {}
+        seen_(seenExpiresAt != 0 ? stampBytes(seenExpiresAt) : std::to_string(seenPttl)),
+        seenIsStamp_(seenExpiresAt != 0), generations_(generations) {}
 
   RefreshFlow(const RefreshFlow&) = delete;
   RefreshFlow& operator=(const RefreshFlow&) = delete;
 
   /// The first step: take the refresh lease.
-  Action start() { return send(State::Taking, store_.takeRefresh(keys_, token_, seenPttl_)); }
+  Action start() {
+    return send(State::Taking, store_.takeRefresh(keys_, token_, seen_, seenIsStamp_));
+  }
 
   /// Resumes with the replies to the last Send (the time is GetFlow's business only).
   Action onReplies(std::vector<Reply> replies, Clock::time_point /*now*/) {
@@ -136,6 +142,14 @@ public:
 private:
   enum class State { Idle, Taking, Loading, Filling, Marking, Releasing, Done };
 
+  static std::string stampBytes(std::uint64_t expiresAt) {
+    std::string out(envelope::kExpiryStampSize, '\0');
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      out[i] = static_cast<char>((expiresAt >> (8 * i)) & 0xFF);
+    }
+    return out;
+  }
+
   Action send(State next, Command command) {
     state_ = next;
     commands_.clear();
@@ -156,7 +170,8 @@ private:
   const Settings& settings_;
   Sink& sink_;
   const std::string token_;
-  const std::string seenPttl_;
+  const std::string seen_;
+  const bool seenIsStamp_;
   State state_ = State::Idle;
   std::vector<Command> commands_;
   std::string record_, throttle_, ms_;

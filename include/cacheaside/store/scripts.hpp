@@ -8,6 +8,8 @@
 
 #include <cacheaside/store/script.hpp>
 
+#include <string>
+
 namespace cacheaside::store::scripts {
 
 /// KEYS[1] value key. ARGV[1] lease record, ARGV[2] lease ms. The lookup for a Redis without
@@ -25,16 +27,52 @@ return false
   return script;
 }
 
-/// KEYS[1] key. ARGV[1] token, ARGV[2] record, ARGV[3] ms. Stores the record if the key still
-/// holds the token; returns 1, or 0 (invalidated, overwritten or expired meanwhile). Also turns
-/// a refresh lease into a fail-safe throttle marker.
+/// Lua that the write scripts start with: store(key, record, ms, at) stores record for ms
+/// milliseconds and, when at (a byte offset) is given, writes there the key's expiry by the
+/// server's clock (ms since the Unix epoch, 8 bytes little-endian): the record's expiry stamp
+/// (codec/envelope.hpp). SETRANGE stamps in place, without copying the record in Lua. TIME
+/// before a write needs script effects replication, the default since Redis 5.
+inline const char* storeFunction() noexcept {
+  return R"lua(
+local function store(key, record, ms, at)
+  redis.call('SET', key, record, 'PX', ms)
+  if at then
+    local t = redis.call('TIME')
+    local e = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ms)
+    local b = {}
+    for i = 1, 8 do
+      b[i] = string.char(e % 256)
+      e = math.floor(e / 256)
+    end
+    redis.call('SETRANGE', key, at, table.concat(b))
+  end
+end
+)lua";
+}
+
+/// KEYS[1] key. ARGV[1] token, ARGV[2] record, ARGV[3] ms, ARGV[4] (optional) where the record
+/// takes its expiry stamp. Stores the record if the key still holds the token; returns 1, or 0
+/// (invalidated, overwritten or expired meanwhile). Also turns a refresh lease into a fail-safe
+/// throttle marker.
 inline const Script& fill() {
-  static const Script script(R"lua(
+  static const Script script(std::string(storeFunction()) + R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  store(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
   return 1
 end
 return 0
+)lua");
+  return script;
+}
+
+/// KEYS[1] value key, KEYS[2] refresh lease. ARGV[1] record, ARGV[2] ms, ARGV[3] (optional)
+/// where the record takes its expiry stamp. An unconditional write: drops the refresh lease
+/// (fencing a refresh in flight) and stores the record; returns 1.
+inline const Script& set() {
+  static const Script script(std::string(storeFunction()) + R"lua(
+redis.call('DEL', KEYS[2])
+store(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
 )lua");
   return script;
 }
@@ -66,18 +104,26 @@ return v
 }
 
 /// KEYS[1] value key, KEYS[2] refresh lease. ARGV[1] token, ARGV[2] lease ms, ARGV[3] the value's
-/// PTTL when the caller read it. Takes the refresh lease; returns 1 when taken, 0 when someone
-/// holds it (or a fail-safe throttle does), -1 when the value was refreshed since the caller
-/// read it, -2 when the value is gone (then a lookup's value lease decides who loads). While
-/// refreshing, the value is kept for at least the lease's time, so that it cannot expire
-/// under the refresh and let a second caller load it through the value lease.
+/// PTTL when the caller read it; or, for a record with an expiry stamp, ARGV[3] the stamp's 8
+/// bytes as read and ARGV[4] their offset. Takes the refresh lease; returns 1 when taken, 0 when
+/// someone holds it (or a fail-safe throttle does), -1 when the value was refreshed since the
+/// caller read it (its stamp, or its PTTL, grew), -2 when the value is gone (then a lookup's
+/// value lease decides who loads). While refreshing, the value is kept for at least the lease's
+/// time, so that it cannot expire under the refresh and let a second caller load it through
+/// the value lease.
 inline const Script& takeRefresh() {
   static const Script script(R"lua(
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 0
 end
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 or ttl > tonumber(ARGV[3]) then
+local refreshed
+if ARGV[4] then
+  refreshed = redis.call('GETRANGE', KEYS[1], ARGV[4], tonumber(ARGV[4]) + 7) ~= ARGV[3]
+else
+  refreshed = ttl > tonumber(ARGV[3])
+end
+if ttl == -2 or refreshed then
   redis.call('DEL', KEYS[2])
   return ttl == -2 and -2 or -1
 end
@@ -89,13 +135,13 @@ return 1
   return script;
 }
 
-/// KEYS[1] value key, KEYS[2] refresh lease. ARGV[1] token, ARGV[2] record, ARGV[3] ms. Stores
-/// the refreshed record and drops the refresh lease if that lease still holds the token;
-/// returns 1 or 0.
+/// KEYS[1] value key, KEYS[2] refresh lease. ARGV[1] token, ARGV[2] record, ARGV[3] ms, ARGV[4]
+/// (optional) where the record takes its expiry stamp. Stores the refreshed record and drops
+/// the refresh lease if that lease still holds the token; returns 1 or 0.
 inline const Script& refreshFill() {
-  static const Script script(R"lua(
+  static const Script script(std::string(storeFunction()) + R"lua(
 if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  store(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
   redis.call('DEL', KEYS[2])
   return 1
 end
@@ -126,8 +172,9 @@ return 1
 
 /// Every script above, for finding one by its SHA-1 (the NOSCRIPT fallback).
 inline const Script* const* all() noexcept {
-  static const Script* const list[] = {&lookup(),      &fill(),        &release(), &takeover(),
-                                       &takeRefresh(), &refreshFill(), &renew(),   nullptr};
+  static const Script* const list[] = {&lookup(),      &fill(),     &set(),
+                                       &release(),     &takeover(), &takeRefresh(),
+                                       &refreshFill(), &renew(),    nullptr};
   return list;
 }
 

@@ -8,8 +8,10 @@
 /// the store's own strings.
 
 #include <cacheaside/client/redis_client.hpp>
+#include <cacheaside/codec/envelope.hpp>
 #include <cacheaside/store/keys.hpp>
 #include <cacheaside/store/scripts.hpp>
+#include <cacheaside/store/server_clock.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -37,7 +39,8 @@ struct Lookup {
   Kind kind = Kind::Error;
   /// Record: the stored bytes. Errors: the error text.
   std::string_view bytes;
-  /// Record: the key's remaining TTL in ms when it was asked for; -1 without expiry or unknown.
+  /// Record: the key's remaining TTL in ms when the server said it (the scripted lookup, or
+  /// PTTL); -1 without expiry or unknown.
   long long pttl = -1;
 };
 
@@ -58,14 +61,16 @@ enum class RefreshLease {
 };
 
 /// Builds the cache's commands and parses their replies. Thread-safe: its only mutable state
-/// is whether the server lacks SET ... NX ... GET, learned from the first reply that says so.
+/// is whether the server lacks SET ... NX ... GET, learned from the first reply that says so,
+/// and its estimate of the server's clock.
 class Store {
 public:
   /// lockTtl: the lifetime of every lease this store takes.
   explicit Store(std::chrono::milliseconds lockTtl) : lockTtl_(std::to_string(lockTtl.count())) {}
 
-  /// Appends the lookup: read the key and, when it holds nothing, store lease there. withTtl
-  /// also asks for the key's remaining TTL (in the same round trip).
+  /// Appends the lookup: read the key and, when it holds nothing, store lease there: one
+  /// command. withTtl (the caller judges freshness) adds the server's TIME when the store's
+  /// clock sample is due (once per ServerClock::kResample), in the same round trip.
   void lookup(const Keys& keys, std::string_view lease, bool withTtl,
               std::vector<Command>& out) const {
     if (legacy_.load(std::memory_order_relaxed)) {
@@ -73,17 +78,21 @@ public:
       return;
     }
     out.push_back({keys.value, {"SET", keys.value, lease, "NX", "PX", lockTtl_, "GET"}});
-    if (withTtl) {
-      out.push_back({keys.value, {"PTTL", keys.value}});
+    if (withTtl && clock_.claimSample()) {
+      out.push_back({keys.value, {"TIME"}}); // routed with the key: that key's server's clock
     }
   }
 
-  /// Parses the replies to lookup(). On a server without SET ... NX ... GET, switches this
-  /// store to the scripted lookup and answers Unsupported: the caller looks again.
-  Lookup parseLookup(const std::vector<Reply>& replies) const {
+  /// Parses the replies to lookup(), received at now. On a server without SET ... NX ... GET,
+  /// switches this store to the scripted lookup and answers Unsupported: the caller looks
+  /// again.
+  Lookup parseLookup(const std::vector<Reply>& replies, ServerClock::Clock::time_point now) const {
     Lookup out;
     if (replies.empty()) {
       return out;
+    }
+    if (replies.size() > 1) {
+      clock_.sample(replies[1], now);
     }
     const Reply& first = replies.front();
     if (first.type == Reply::Type::Array) { // the scripted lookup: {record, pttl}
@@ -112,10 +121,19 @@ public:
     }
     out.kind = Lookup::Kind::Record;
     out.bytes = first.str;
-    if (replies.size() > 1 && replies[1].type == Reply::Type::Integer) {
-      out.pttl = replies[1].integer;
-    }
     return out;
+  }
+
+  /// The server's clock as this store estimates it.
+  const ServerClock& clock() const noexcept { return clock_; }
+
+  /// Asks the key's remaining TTL: for a record without an expiry stamp (written by an earlier
+  /// version), whose freshness only the server's TTL tells.
+  static Command pttl(const Keys& keys) { return {keys.value, {"PTTL", keys.value}}; }
+
+  /// Parses the reply to pttl(): the TTL in ms, or -1 (no expiry, gone, or an error).
+  static long long parsePttl(const Reply& reply) {
+    return reply.type == Reply::Type::Integer && reply.integer >= 0 ? reply.integer : -1;
   }
 
   /// A plain read of the key (for get(), and for a Redis that refuses writes).
@@ -145,9 +163,13 @@ public:
   /// Parses the reply to takeover(): Empty when the lease was taken, else what the key holds.
   static Lookup parseTakeover(const Reply& reply) { return parseGet(reply); }
 
-  /// Writes record for ms milliseconds at key if key still holds token.
+  /// Writes record for ms milliseconds at key if key still holds token; the server stamps the
+  /// record's expiry when it has the stamp's field.
   static Command fill(std::string_view key, std::string_view token, std::string_view record,
                       std::string_view ms) {
+    if (envelope::hasExpiryStampSlot(record)) {
+      return eval(scripts::fill(), key, {key}, {token, record, ms, kStampAt});
+    }
     return eval(scripts::fill(), key, {key}, {token, record, ms});
   }
 
@@ -174,10 +196,17 @@ public:
     return reply.integer == 1 ? Write::Done : Write::Fenced;
   }
 
-  /// Takes the refresh lease for a value read with seenPttl (a decimal string) left to live.
-  Command takeRefresh(const Keys& keys, std::string_view token, std::string_view seenPttl) const {
+  /// Takes the refresh lease for a value read with seen left to live: its expiry stamp's 8
+  /// bytes when it had one (the value was refreshed if they changed), else its PTTL as a
+  /// decimal string (refreshed if it grew).
+  Command takeRefresh(const Keys& keys, std::string_view token, std::string_view seen,
+                      bool seenIsStamp) const {
+    if (seenIsStamp) {
+      return eval(scripts::takeRefresh(), keys.value, {keys.value, keys.refreshLease},
+                  {token, lockTtl_, seen, kStampAt});
+    }
     return eval(scripts::takeRefresh(), keys.value, {keys.value, keys.refreshLease},
-                {token, lockTtl_, seenPttl});
+                {token, lockTtl_, seen});
   }
 
   /// Parses the reply to takeRefresh().
@@ -203,16 +232,25 @@ public:
   /// still holds token.
   static Command refreshFill(const Keys& keys, std::string_view token, std::string_view record,
                              std::string_view ms) {
+    if (envelope::hasExpiryStampSlot(record)) {
+      return eval(scripts::refreshFill(), keys.value, {keys.value, keys.refreshLease},
+                  {token, record, ms, kStampAt});
+    }
     return eval(scripts::refreshFill(), keys.value, {keys.value, keys.refreshLease},
                 {token, record, ms});
   }
 
-  /// An unconditional write of record for ms milliseconds; dropping the refresh lease first
-  /// fences a refresh in flight. Two commands, one slot.
+  /// An unconditional write of record for ms milliseconds (stamped as fill() stamps); dropping
+  /// the refresh lease first fences a refresh in flight. One command.
   static void set(const Keys& keys, std::string_view record, std::string_view ms,
                   std::vector<Command>& out) {
-    out.push_back({keys.value, {"DEL", keys.refreshLease}});
-    out.push_back({keys.value, {"SET", keys.value, record, "PX", ms}});
+    if (envelope::hasExpiryStampSlot(record)) {
+      out.push_back(eval(scripts::set(), keys.value, {keys.value, keys.refreshLease},
+                         {record, ms, kStampAt}));
+    } else {
+      out.push_back(
+          eval(scripts::set(), keys.value, {keys.value, keys.refreshLease}, {record, ms}));
+    }
   }
 
   /// Deletes the value (or lease) and the refresh lease of a key: one command.
@@ -285,6 +323,10 @@ private:
     return Lookup::Kind::Error;
   }
 
+  // envelope::kExpiryStampAt, as the scripts take it.
+  static constexpr std::string_view kStampAt = "17";
+  static_assert(envelope::kExpiryStampAt == 17, "kStampAt spells kExpiryStampAt");
+
   static Command eval(const Script& script, std::string_view route,
                       std::initializer_list<std::string_view> keys,
                       std::initializer_list<std::string_view> args) {
@@ -301,6 +343,7 @@ private:
 
   const std::string lockTtl_;
   mutable std::atomic<bool> legacy_{false};
+  const ServerClock clock_;
 };
 
 } // namespace cacheaside::store
