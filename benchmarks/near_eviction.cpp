@@ -102,8 +102,8 @@ int main(int argc, char** argv) {
   const std::size_t n = argc > 1 ? static_cast<std::size_t>(std::atol(argv[1])) : 2000000;
   const std::size_t keys = 100000;
   std::mt19937_64 rng(42);
-  std::printf("%zu requests over %zu keys; hit ratio %% (S3-FIFO = near/store.hpp, 1 shard)\n\n",
-              n, keys);
+  std::printf("%zu requests over %zu keys; hit ratio %% (S3-FIFO = near/store.hpp, 1 shard)\n\n", n,
+              keys);
   std::printf("| trace | capacity | LRU | S3-FIFO | S3-FIFO − LRU |\n|---|---|---|---|---|\n");
   for (const double s : {0.8, 0.99, 1.2}) {
     for (const double scans : {0.0, 1.0}) {
@@ -113,8 +113,8 @@ int main(int argc, char** argv) {
         const double lru = lruRatio(trace, capacity);
         const double fifo = s3fifoRatio(trace, capacity);
         std::printf("| Zipf s=%.2f%s | %zu (%zu %%) | %.2f | %.2f | %+.2f |\n", s,
-                    scans > 0 ? " + scans (1 % of draws start a 100-key one)" : "", capacity, pct, lru, fifo,
-                    fifo - lru);
+                    scans > 0 ? " + scans (1 % of draws start a 100-key one)" : "", capacity, pct,
+                    lru, fifo, fifo - lru);
       }
     }
   }

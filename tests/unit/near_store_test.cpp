@@ -53,8 +53,7 @@ TEST_CASE("near store: erase and clear remove, and refuse installs of older tick
   const auto beforeClear = s.ticket("other");
   s.clear();
   CHECK(s.find("k", kNow) == nullptr);
-  CHECK_FALSE(
-      s.install("other", beforeClear, std::make_shared<const std::string>("x"), 1, kLater));
+  CHECK_FALSE(s.install("other", beforeClear, std::make_shared<const std::string>("x"), 1, kLater));
   CHECK(s.counters().entries == 0);
   CHECK(s.counters().bytes == 0);
   REQUIRE(put(s, "k", "again"));

@@ -159,6 +159,8 @@ public:
   Refresh refresh() const noexcept { return refresh_; }
   /// Done with Hit: the key's remaining TTL when read (ms; -1 unknown).
   long long pttl() const noexcept { return pttl_; }
+  /// Done with Hit: the record read (its views live as long as the flow).
+  const Envelope& record() const noexcept { return record_; }
   /// Done with Loaded: whether the write-back was refused because the key was invalidated (or
   /// overwritten) during the load: the value may predate a write.
   bool fenced() const noexcept { return fenced_; }

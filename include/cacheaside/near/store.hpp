@@ -47,7 +47,8 @@ struct NearStoreOptions {
   /// Throws std::invalid_argument naming the first field out of range.
   void validate() const {
     if (maxEntries == 0 || maxBytes == 0) {
-      throw std::invalid_argument("cacheaside: near cache maxEntries and maxBytes must be positive");
+      throw std::invalid_argument(
+          "cacheaside: near cache maxEntries and maxBytes must be positive");
     }
     if (shards == 0 || shards > 256) {
       throw std::invalid_argument("cacheaside: near cache shards must be in [1, 256]");
@@ -130,7 +131,7 @@ public:
 
   /// The key's invalidation sequence now (raised by each erase() of a key of its stripe).
   std::uint64_t sequence(std::string_view key) const noexcept {
-    return sequenceOf(hash(key)).load(std::memory_order_acquire);
+    return sequenceOf(hash(key)).load();
   }
 
   /// Holds value for key until expires, charged bytes + key size + kEntryOverhead, unless the
@@ -171,7 +172,7 @@ public:
   void erase(std::string_view key) {
     const std::size_t h = hash(key);
     Shard& s = shardOf(h);
-    sequenceOf(h).fetch_add(1, std::memory_order_acq_rel); // before the lock: see install()
+    sequenceOf(h).fetch_add(1); // before the lock (see install()); seq_cst for waiters
     std::unique_lock<std::shared_mutex> lock(s.mutex);
     removeLocked(s, key);
   }
