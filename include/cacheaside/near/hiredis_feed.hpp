@@ -228,6 +228,7 @@ private:
     }
     clientId_.store(id.integer);
     setUp();
+    confirm(Clock::now()); // nothing was missed since the subscription; up() cleared the rest
     auto nextPing = Clock::now() + options_.pingInterval;
     std::optional<Clock::time_point> pingSent;
     // The reader may hold messages already: handle them before waiting for more bytes.
@@ -243,6 +244,7 @@ private:
         const detail::HiredisReplyPtr owned(raw);
         const auto& reply = *static_cast<const redisReply*>(raw);
         if (isPong(reply)) {
+          confirm(*pingSent);
           pingSent.reset();
           nextPing = Clock::now() + options_.pingInterval;
         } else {
@@ -324,6 +326,13 @@ private:
     }
     { std::lock_guard<std::mutex> lock(stateMutex_); }
     stateChanged_.notify_all();
+  }
+
+  void confirm(Clock::time_point asOf) {
+    std::lock_guard<std::mutex> lock(listenersMutex_);
+    for (const Entry& e : listeners_) {
+      e.listener->confirmed(asOf);
+    }
   }
 
   void setDown() {

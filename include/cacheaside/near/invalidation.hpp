@@ -8,6 +8,7 @@
 
 #include <cacheaside/store/keys.hpp>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,9 @@ public:
   virtual void up() = 0;
   /// The feed lost its connection or lags: changes may go unreported until up() again.
   virtual void down() = 0;
+  /// Every change made before asOf has been reported (a heartbeat: the feed's PING, sent at
+  /// asOf, was answered after everything queued before it).
+  virtual void confirmed(std::chrono::steady_clock::time_point asOf) = 0;
 };
 
 /// A source of invalidations. Thread-safe.

@@ -24,6 +24,10 @@ struct NearCacheOptions {
   /// How long an entry may be served when the remaining TTL in Redis was not read (xfetchBeta 0
   /// and no staleWindow). In (0, 1 hour]; default 1 s.
   std::chrono::milliseconds maxTtl = std::chrono::seconds(1);
+  /// The cross-process staleness bound: an entry is served only while the feed has confirmed,
+  /// within this long, that it reported every change (its heartbeat); else reads go to Redis.
+  /// Must exceed the feed's pingInterval + lagLimit. In (0, 1 hour]; default 500 ms.
+  std::chrono::milliseconds maxFeedSilence = std::chrono::milliseconds(500);
 
   /// Throws std::invalid_argument naming the first field out of range (only when feed is set).
   void validate() const {
@@ -33,6 +37,11 @@ struct NearCacheOptions {
     bounds.validate();
     if (maxTtl <= std::chrono::milliseconds::zero() || maxTtl > std::chrono::hours(1)) {
       throw std::invalid_argument("cacheaside: NearCacheOptions::maxTtl must be in (0, 1 hour]");
+    }
+    if (maxFeedSilence <= std::chrono::milliseconds::zero() ||
+        maxFeedSilence > std::chrono::hours(1)) {
+      throw std::invalid_argument(
+          "cacheaside: NearCacheOptions::maxFeedSilence must be in (0, 1 hour]");
     }
   }
 };

@@ -45,6 +45,8 @@ struct NearStats {
   std::size_t bytes = 0;
   /// Whether the tier is bypassed now (feed down, or a forked child).
   bool bypassed = true;
+  /// Reads sent to Redis because the feed's last heartbeat was older than maxFeedSilence.
+  std::uint64_t silentMisses = 0;
 };
 
 namespace near {
@@ -60,6 +62,7 @@ public:
   /// Attaches to options.feed for the keys of keyNamespace.
   NearTier(const NearCacheOptions& options, std::string_view keyNamespace)
       : feed_(options.feed), store_(options.bounds), maxTtl_(options.maxTtl),
+        maxSilenceNs_(std::chrono::nanoseconds(options.maxFeedSilence).count()),
         namespace_(keyNamespace) {
     feed_->attach(trackingPrefix(keyNamespace), *this);
   }
@@ -74,7 +77,14 @@ public:
     if (bypassed_.load(std::memory_order_acquire)) {
       return nullptr;
     }
-    auto v = store_.find(redisKey, Clock::now());
+    const auto now = Clock::now();
+    const auto nowNs =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+    if (nowNs - confirmedNs_.load(std::memory_order_acquire) > maxSilenceNs_) {
+      silent_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr; // the feed has not confirmed recently: a change may be unreported
+    }
+    auto v = store_.find(redisKey, now);
     if (v) {
       hits_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -146,6 +156,7 @@ public:
     s.entries = c.entries;
     s.bytes = c.bytes;
     s.bypassed = bypassed_.load(std::memory_order_relaxed);
+    s.silentMisses = silent_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -165,6 +176,11 @@ public:
     if (!forked_.load()) {
       bypassed_.store(false, std::memory_order_release);
     }
+  }
+
+  void confirmed(std::chrono::steady_clock::time_point asOf) override {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(asOf.time_since_epoch());
+    confirmedNs_.store(ns.count(), std::memory_order_release);
   }
 
   void down() override {
@@ -208,6 +224,9 @@ private:
   std::shared_ptr<InvalidationFeed> feed_;
   NearStore<T> store_;
   const std::chrono::milliseconds maxTtl_;
+  const std::int64_t maxSilenceNs_;
+  std::atomic<std::int64_t> confirmedNs_{0};
+  std::atomic<std::uint64_t> silent_{0};
   const std::string namespace_;
   std::atomic<bool> bypassed_{true}; // until the feed reports up()
   std::atomic<bool> forked_{false};
