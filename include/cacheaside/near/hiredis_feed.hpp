@@ -93,6 +93,9 @@ public:
     for (const auto& ns : options_.namespaces) {
       prefixes_.push_back(trackingPrefix(ns));
     }
+    // Redis refuses a prefix given twice; distinct namespaces never overlap (see trackingPrefix).
+    std::sort(prefixes_.begin(), prefixes_.end());
+    prefixes_.erase(std::unique(prefixes_.begin(), prefixes_.end()), prefixes_.end());
     if (::pipe(wake_) != 0) {
       throw std::system_error(errno, std::system_category(), "cacheaside: feed pipe");
     }

@@ -86,7 +86,7 @@ public:
     }
     auto v = store_.find(redisKey, now);
     if (v) {
-      hits_.fetch_add(1, std::memory_order_relaxed);
+      hitStripe().fetch_add(1, std::memory_order_relaxed);
     }
     return v;
   }
@@ -147,7 +147,9 @@ public:
   NearStats stats() const noexcept {
     const NearStoreCounters c = store_.counters();
     NearStats s;
-    s.hits = hits_.load(std::memory_order_relaxed);
+    for (const auto& h : hits_) {
+      s.hits += h.n.load(std::memory_order_relaxed);
+    }
     s.installs = installs_.load(std::memory_order_relaxed);
     s.refused = c.refused;
     s.evictions = c.evictions;
@@ -230,7 +232,20 @@ private:
   const std::string namespace_;
   std::atomic<bool> bypassed_{true}; // until the feed reports up()
   std::atomic<bool> forked_{false};
-  std::atomic<std::uint64_t> hits_{0}, installs_{0}, invalidations_{0}, flushes_{0};
+  // Hits are counted in stripes, one cache line each: a shared counter would make every
+  // thread's hit write the same line.
+  struct alignas(64) HitStripe {
+    std::atomic<std::uint64_t> n{0};
+  };
+  static constexpr std::size_t kHitStripes = 16;
+  std::array<HitStripe, kHitStripes> hits_;
+  std::atomic<std::uint64_t> installs_{0}, invalidations_{0}, flushes_{0};
+
+  std::atomic<std::uint64_t>& hitStripe() noexcept {
+    static std::atomic<std::size_t> nextThread{0};
+    thread_local const std::size_t stripe = nextThread.fetch_add(1) % kHitStripes;
+    return hits_[stripe].n;
+  }
   std::array<Waiters, kWaiterStripes> waiters_;
 };
 
