@@ -11,8 +11,13 @@
 #include <cacheaside/hiredis_client.hpp>
 #include <cacheaside/near/hiredis_feed.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -197,4 +202,36 @@ TEST_CASE("near cache: a feed refuses a namespace it does not track") {
   CacheOptions o = n.options;
   o.keyNamespace = "other";
   CHECK_THROWS_AS(CacheAside<std::string>(n.client, o), std::invalid_argument);
+}
+
+TEST_CASE("near cache: a forked child reads through Redis and tears its copy down") {
+  auto n = std::make_unique<Near>(testsupport::clientOptions());
+  auto cache = std::make_unique<CacheAside<std::string>>(n->client, n->options);
+  const auto loader = [] { return std::string("parent"); };
+  REQUIRE(warmUp(*cache, "k", loader));
+  const pid_t child = ::fork();
+  if (child == 0) {
+    alarm(20); // a hang ends the child, and the parent sees it
+    int code = 0;
+    const auto held = cache->nearStats().hits;
+    if (cache->getOrLoad("k", loader) != "parent") {
+      code = 10;
+    } else if (cache->nearStats().hits != held || !cache->nearStats().bypassed) {
+      code = 11; // the child has no feed: it must not serve its copy of the parent's tier
+    }
+    cache.reset();
+    n.reset(); // the feed, whose thread stayed in the parent
+    std::_Exit(code);
+  }
+  REQUIRE(child > 0);
+  int status = 0;
+  const bool exited = eventually([&] { return ::waitpid(child, &status, WNOHANG) == child; }, 30s);
+  if (!exited) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+  }
+  REQUIRE(exited);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(cache->getOrLoad("k", loader) == "parent");
 }

@@ -113,7 +113,8 @@ public:
   /// child (which has no feed thread) it only closes the pipe.
   ~HiredisInvalidationFeed() override {
     if (detail::currentForkGeneration() != generation_) {
-      thread_.detach();
+      // The thread exists only in the parent: neither join nor detach it, let its handle go.
+      (void)new std::thread(std::move(thread_));
     } else {
       stopping_.store(true);
       const char b = 1;
@@ -136,6 +137,7 @@ public:
     listeners_.push_back({std::string(prefix), &listener});
     if (up_.load()) {
       listener.up();
+      listener.confirmed(Clock::time_point(Clock::duration(confirmedAt_.load())));
     }
   }
 
@@ -224,6 +226,8 @@ private:
       tracking.push_back(p);
     }
     expectOk(exchange(c, tracking, connectBy));
+    // Changes before the subscription go unreported, but up() forgets everything read before.
+    const auto subscribing = Clock::now();
     const Reply subscribed = exchange(c, {"SUBSCRIBE", "__redis__:invalidate"}, connectBy);
     if (subscribed.type != Reply::Type::Array || subscribed.elements.empty() ||
         subscribed.elements[0].str != "subscribe") {
@@ -231,7 +235,7 @@ private:
     }
     clientId_.store(id.integer);
     setUp();
-    confirm(Clock::now()); // nothing was missed since the subscription; up() cleared the rest
+    confirm(subscribing);
     auto nextPing = Clock::now() + options_.pingInterval;
     std::optional<Clock::time_point> pingSent;
     // The reader may hold messages already: handle them before waiting for more bytes.
@@ -333,6 +337,7 @@ private:
 
   void confirm(Clock::time_point asOf) {
     std::lock_guard<std::mutex> lock(listenersMutex_);
+    confirmedAt_.store(asOf.time_since_epoch().count());
     for (const Entry& e : listeners_) {
       e.listener->confirmed(asOf);
     }
@@ -427,6 +432,7 @@ private:
   std::atomic<bool> stopping_{false};
   std::atomic<bool> up_{false};
   std::atomic<long long> clientId_{0};
+  std::atomic<Clock::rep> confirmedAt_{0};
   std::atomic<std::uint64_t> keys_{0}, flushes_{0}, ups_{0}, downs_{0};
   std::mutex listenersMutex_;
   std::vector<Entry> listeners_;

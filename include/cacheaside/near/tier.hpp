@@ -67,7 +67,11 @@ public:
     feed_->attach(trackingPrefix(keyNamespace), *this);
   }
 
-  ~NearTier() override { feed_->detach(*this); }
+  ~NearTier() override {
+    if (!forked_.load()) {
+      feed_->detach(*this); // in a forked child the feed's lock may be held by a thread it lacks
+    }
+  }
 
   NearTier(const NearTier&) = delete;
   NearTier& operator=(const NearTier&) = delete;
