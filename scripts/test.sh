@@ -3,10 +3,9 @@
 # a private Redis Cluster (3 masters, 3 replicas), checks formatting, then builds and tests every
 # configuration (GCC C++17, Clang C++20, ASan+UBSan, TSan; the cluster-chaos and near-coherence
 # labels in the first only), then the compatibility stage: GCC C++17 against hiredis 1.2.0 and
-# Catch2 3.7.1, its
-# integration tests against every server in SERVERS (built once by scripts/deps.sh into
-# $CACHEASIDE_DEPS_CACHE, default ~/.cache/cacheaside-deps); the server and the cluster are
-# restarted as each of them.
+# Catch2 3.7.1, its integration tests against every server in SERVERS (built once by
+# scripts/deps.sh into $CACHEASIDE_DEPS_CACHE, default ~/.cache/cacheaside-deps); the server and
+# the cluster are restarted as each of them.
 #   PRESETS="dev"                          fewer configurations; without "compat", no stage
 #   SERVERS="redis-7.0.15 valkey-8.1.1"    the stage's servers (default: all four below)
 set -euo pipefail
