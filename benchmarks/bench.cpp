@@ -758,18 +758,24 @@ void tagCosts(const Config& cfg, cacheaside::HiredisClient& client, const Produc
   cache.getOrLoad("plain", load);
   cache.getOrLoad("tagged", load, tagged);
   std::vector<Case> cases;
-  cases.push_back({"untagged", 1, [&] {
+  cases.push_back({"untagged",
+                   1,
+                   [&] {
                      return bench::timedRun(1, cfg.hitDuration, true, [&](int) {
                        return [&] { consume(cache.getOrLoad("plain", mustNotLoad)); };
                      });
-                   }});
-  cases.push_back({"tagged", 1,
+                   },
+                   -1,
+                   {}});
+  cases.push_back({"tagged",
+                   1,
                    [&] {
                      return bench::timedRun(1, cfg.hitDuration, true, [&](int) {
                        return [&] { consume(cache.getOrLoad("tagged", mustNotLoad, tagged)); };
                      });
                    },
-                   0});
+                   0,
+                   {}});
   runInterleaved(cases, cfg.reps);
   table.add({"7 tags", "hit of a value with 1 tag, JSON, 1 thr; vs the same value untagged",
              latencyCell(cases[1]), latencyCell(cases[0]),
