@@ -2,7 +2,7 @@
 // run, against one redis-server on 127.0.0.1. Prints one markdown table.
 //
 //   bench --port PORT --data products-20.json [--placement TEXT] [--reps N] [--quick]
-//         [--sections hit,miss,stampede,scaling,outage,batch,tags,compression,codec]
+//         [--sections hit,miss,near,stampede,scaling,outage,batch,tags,compression,codec]
 //         [--command-timeout MS]
 //   bench --port PORT --data products-20.json --profile hand|raw-set-get|json|msgpack|cbor|
 //         msgpack-cxx
@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <cacheaside/client/hiredis_cluster.hpp>
 #include <cacheaside/hiredis_client.hpp>
+#include <cacheaside/near/hiredis_feed.hpp>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -52,7 +53,8 @@ struct Config {
   std::chrono::milliseconds hitDuration = 100ms;  // per slice: 4 slices a run
   std::chrono::milliseconds scaleDuration = 60ms; // per slice
   int missesPerRun = 1000;
-  std::string sections = "hit,miss,stampede,scaling,outage,batch,tags,compression,codec,cluster";
+  std::string sections =
+      "hit,miss,near,stampede,scaling,outage,batch,tags,compression,codec,cluster";
   std::chrono::milliseconds commandTimeout{0}; // 0: HiredisOptions' default
   std::string profile; // --profile CASE: run only that case, for perf or callgrind
   long profileOps = 20000;
@@ -478,6 +480,7 @@ void stampedes(const Config& cfg, const Products& products, const std::string& p
   const Mode modes[] = {
       {bench::StampedeMode::CacheShared, "cacheaside, one instance per process"},
       {bench::StampedeMode::CachePerThread, "cacheaside, one instance per thread (lease only)"},
+      {bench::StampedeMode::CacheSharedNear, "cacheaside, one instance per process, near cache"},
       {bench::StampedeMode::Naive, "naive GET / SET PX"}};
   for (const Shape shape : {Shape{4, 50}, Shape{2, 8}}) {
     std::vector<std::vector<bench::StampedeResult>> results(std::size(modes));
@@ -535,6 +538,27 @@ void stampedes(const Config& cfg, const Products& products, const std::string& p
                  cells.back(), bench::format("loads %.3f", loadMedians[m] / loadMedians.back()),
                  "1 load", verdict(worst <= 1.0)});
     }
+    // From the loader's return (the fill follows it) to each caller's answer, all runs pooled:
+    // waiters polling (pollMax 50 ms) against waiters woken by the fill's invalidation.
+    const auto afterFill = [&](std::size_t m) {
+      std::vector<double> v;
+      for (const auto& r : results[m]) {
+        v.insert(v.end(), r.afterFillMs.begin(), r.afterFillMs.end());
+      }
+      std::sort(v.begin(), v.end());
+      const auto q = [&](double p) {
+        return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
+      };
+      return std::pair<double, double>(q(0.50), q(0.99));
+    };
+    const auto [pollP50, pollP99] = afterFill(0);
+    const auto [nearP50, nearP99] = afterFill(2);
+    table.add({"3 stampede",
+               shapeText + ", delay from fill to each caller's answer; near cache (push)",
+               bench::format("p50 %.2f ms, p99 %.2f ms", nearP50, nearP99),
+               bench::format("polling: p50 %.2f ms, p99 %.2f ms", pollP50, pollP99),
+               bench::format("p99 %.3f", pollP99 > 0 ? nearP99 / pollP99 : 0.0), "p99 ≤ 2 ms",
+               verdict(nearP99 <= 2.0)});
   }
 }
 
@@ -796,18 +820,24 @@ void tagCosts(const Config& cfg, cacheaside::HiredisClient& client, const Produc
   cache.getOrLoad("plain", load);
   cache.getOrLoad("tagged", load, tagged);
   std::vector<Case> cases;
-  cases.push_back({"untagged", 1, [&] {
+  cases.push_back({"untagged",
+                   1,
+                   [&] {
                      return bench::timedRun(1, cfg.hitDuration, true, [&](int) {
                        return [&] { consume(cache.getOrLoad("plain", mustNotLoad)); };
                      });
-                   }});
-  cases.push_back({"tagged", 1,
+                   },
+                   -1,
+                   {}});
+  cases.push_back({"tagged",
+                   1,
                    [&] {
                      return bench::timedRun(1, cfg.hitDuration, true, [&](int) {
                        return [&] { consume(cache.getOrLoad("tagged", mustNotLoad, tagged)); };
                      });
                    },
-                   0});
+                   0,
+                   {}});
   runInterleaved(cases, cfg.reps);
   table.add({"7 tags", "hit of a value with 1 tag, JSON, 1 thr; vs the same value untagged",
              latencyCell(cases[1]), latencyCell(cases[0]),
@@ -848,6 +878,137 @@ int freeLoopbackPort() {
   }
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// 6. Near cache: hits served in process (shared and copied) against the Redis hit, on 1 and 2
+// threads with a key per thread; invalidation by another connection seen locally; the bound.
+void nearSection(const Config& cfg, cacheaside::HiredisClient& client, const Products& products,
+                 bench::Table& table) {
+  cacheaside::near::HiredisFeedOptions fo;
+  fo.redis = poolOptions(cfg, 1);
+  fo.namespaces = {"bench-near"};
+  fo.lagLimit = 1000ms; // a loaded machine: the section measures, it does not flush
+  auto feed = std::make_shared<cacheaside::near::HiredisInvalidationFeed>(fo);
+  if (!feed->waitUntilUp(10s)) {
+    throw std::runtime_error("bench: the invalidation feed did not come up");
+  }
+  cacheaside::CacheOptions o = cacheOptions("bench-near");
+  o.nearCache.feed = feed;
+  o.nearCache.maxTtl = std::chrono::hours(1);
+  JsonCache nearCache(client, o);
+  JsonCache redisOnly(client, cacheOptions("bench-near"));
+  const auto key = [](int t) { return "near:" + std::to_string(t); };
+  for (int t = 0; t < 2; ++t) {
+    redisOnly.set(key(t), products, std::chrono::hours(1));
+  }
+  // Until each key is held (its write's invalidation may evict the first install).
+  const auto hold = [&nearCache](const std::string& k) {
+    for (int i = 0; i < 1000; ++i) {
+      const auto a = nearCache.getOrLoadShared(k, mustNotLoad);
+      if (a.get() == nearCache.getOrLoadShared(k, mustNotLoad).get()) {
+        return;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    throw std::runtime_error("bench: the near cache never held " + k);
+  };
+  hold(key(0));
+  hold(key(1));
+  const auto d = cfg.hitDuration;
+  std::vector<Case> cases;
+  const auto add = [&](std::string label, int threads, int baseline, auto makeOp) {
+    cases.push_back(
+        Case{std::move(label),
+             threads,
+             [threads, d, makeOp] { return bench::timedRun(threads, d, false, makeOp); },
+             baseline,
+             {}});
+  };
+  for (int threads : {1, 2}) {
+    const int base = static_cast<int>(cases.size());
+    add("Redis hit (JSON, near cache off)", threads, -1,
+        [&redisOnly, key](int t) { return cacheHit(redisOnly, key(t)); });
+    add("near hit, getOrLoadShared (no copy)", threads, base, [&nearCache, key](int t) {
+      return [&nearCache, k = key(t)] {
+        const auto v = nearCache.getOrLoadShared(k, mustNotLoad);
+        if (v->empty()) {
+          throw std::runtime_error("bench: empty value");
+        }
+      };
+    });
+    add("near hit, getOrLoad (T copied)", threads, base,
+        [&nearCache, key](int t) { return cacheHit(nearCache, key(t)); });
+  }
+  runInterleaved(cases, cfg.reps);
+  const auto opsOf = [](const Case& c) {
+    return medianOf(c.results, [](const TimedResult& r) { return r.opsPerSec; });
+  };
+  double oneThreadShared = 0;
+  for (const Case& c : cases) {
+    if (c.baseline < 0) {
+      continue;
+    }
+    const Case& base = cases[static_cast<std::size_t>(c.baseline)];
+    const double speedup = 1.0 / timeRatio(c, base);
+    const bool shared = c.label.find("Shared") != std::string::npos;
+    const double target = shared ? 100.0 : 20.0;
+    if (shared && c.threads == 1) {
+      oneThreadShared = opsOf(c);
+    }
+    table.add({"6 near", c.label + ", " + std::to_string(c.threads) + " thr, own keys",
+               bench::format("%s ops/s", bench::opsText(opsOf(c)).c_str()),
+               bench::format("%s ops/s (Redis hit)", bench::opsText(opsOf(base)).c_str()),
+               bench::format("%.0f× faster", speedup), bench::format("≥ %.0f×", target),
+               verdict(speedup >= target)});
+    if (shared && c.threads == 2 && oneThreadShared > 0) {
+      table.add({"6 near", "near hit scaling, 2 thr ÷ 1 thr (getOrLoadShared)",
+                 bench::format("%.2f×", opsOf(c) / oneThreadShared), "", "", "> 1 (2 cores)",
+                 verdict(opsOf(c) / oneThreadShared > 1.0)});
+    }
+  }
+
+  // Another connection rewrites a held key; time until the near tier has dropped it.
+  bench::RawConn writer(cfg.port, 1000ms);
+  const std::string redisKey = cacheaside::store::valueKey("bench-near", key(0));
+  const bench::ReplyPtr record = writer.command({"GET", redisKey});
+  const std::string bytes(record->str, record->len);
+  std::vector<double> seenUs;
+  for (int i = 0; i < 500 * cfg.reps; ++i) {
+    hold(key(0));
+    const auto before = nearCache.nearStats().invalidations;
+    const auto t0 = bench::Clock::now();
+    writer.command({"SET", redisKey, bytes, "PX", "3600000"});
+    const auto limit = t0 + 1s;
+    // Yields: on one CPU, a spin would keep the feed's thread from running.
+    while (nearCache.nearStats().invalidations == before && bench::Clock::now() < limit) {
+      std::this_thread::yield();
+    }
+    seenUs.push_back(std::chrono::duration<double, std::micro>(bench::Clock::now() - t0).count());
+  }
+  std::sort(seenUs.begin(), seenUs.end());
+  const auto q = [&](double p) {
+    return seenUs[std::min(seenUs.size() - 1, static_cast<std::size_t>(p * seenUs.size()))];
+  };
+  table.add({"6 near", "invalidation by another connection seen locally (SET sent → evicted)",
+             bench::format("p50 %.0f µs, p90 %.0f µs, p99 %.0f µs, max %.0f µs (n=%zu)", q(0.5),
+                           q(0.9), q(0.99), seenUs.back(), seenUs.size()),
+             "", "", "p99 ≤ 2 ms", verdict(q(0.99) <= 2000)});
+
+  // The bound: 4,000 distinct keys read 5 times each through a near cache bounded at 1 MiB.
+  cacheaside::CacheOptions bounded = o;
+  bounded.nearCache.bounds.maxBytes = std::size_t{1} << 20;
+  bounded.nearCache.bounds.maxEntries = 100000;
+  JsonCache small(client, bounded);
+  std::size_t peak = 0;
+  for (int i = 0; i < 20000; ++i) {
+    small.getOrLoad("mem:" + std::to_string(i % 4000), [&products] { return products; });
+    peak = std::max(peak, small.nearStats().bytes);
+  }
+  const auto ns = small.nearStats();
+  table.add({"6 near", "memory: 4,000 keys × 5 reads through a 1 MiB near cache",
+             bench::format("peak %zu bytes charged, %zu entries held, %llu evicted", peak,
+                           ns.entries, static_cast<unsigned long long>(ns.evictions)),
+             "", "", "≤ 1,048,576 bytes", verdict(peak <= (std::size_t{1} << 20))});
 }
 
 // 5. Outage: time per getOrLoad (instant loader) with nothing listening on the Redis port,
@@ -1014,7 +1175,7 @@ Config parseArgs(int argc, char** argv) {
       throw std::runtime_error(
           "usage: bench --port PORT --data products-20.json [--cluster PORT] [--placement TEXT] "
           "[--reps N] [--quick] "
-          "[--sections hit,miss,stampede,scaling,outage,batch,tags,compression,codec,cluster] "
+          "[--sections hit,miss,near,stampede,scaling,outage,batch,tags,compression,codec,cluster] "
           "[--command-timeout MS] "
           "[--profile hand|json|msgpack|cbor|msgpack-cxx|raw-set-get [--ops N]]");
     }
@@ -1063,6 +1224,9 @@ int main(int argc, char** argv) {
       }
       if (wanted(cfg, "miss")) {
         missPath(cfg, client, products, runId, table);
+      }
+      if (wanted(cfg, "near")) {
+        nearSection(cfg, client, products, table);
       }
     } // no thread of ours runs while the stampede forks
     if (wanted(cfg, "stampede")) {

@@ -8,6 +8,7 @@
 #include <cacheaside/cacheaside.hpp>
 #include <cacheaside/client/hiredis_cluster.hpp>
 #include <cacheaside/hiredis_client.hpp>
+#include <cacheaside/near/hiredis_feed.hpp>
 
 #include <cerrno>
 #include <chrono>
@@ -29,9 +30,10 @@ namespace bench {
 
 /// Who reads the cold key.
 enum class StampedeMode {
-  Naive,          ///< hand-written: GET; on nil load and SET PX (no lock)
-  CacheShared,    ///< one CacheAside per process, shared by its threads
-  CachePerThread, ///< one CacheAside per thread: no single-flight, the Redis lease alone
+  Naive,           ///< hand-written: GET; on nil load and SET PX (no lock)
+  CacheShared,     ///< one CacheAside per process, shared by its threads
+  CachePerThread,  ///< one CacheAside per thread: no single-flight, the Redis lease alone
+  CacheSharedNear, ///< CacheShared with the near cache on: waiters woken by the fill's push
 };
 
 /// What one stampede showed.
@@ -42,6 +44,7 @@ struct StampedeResult {
   long long failures = 0;     ///< threads that threw or got a wrong value
   long long redisErrors = 0;  ///< cacheaside stats: Redis calls that failed or timed out
   long long waitTimeouts = 0; ///< cacheaside stats: waits for another caller's load that ran out
+  std::vector<double> afterFillMs; ///< per thread: from the loader's return to its answer
 };
 
 namespace detail {
@@ -79,6 +82,9 @@ struct ChildReport {
   long long redisErrors = 0;
   long long waitTimeouts = 0;
   std::int64_t lastEndNs = 0;
+  std::int64_t loadEndNs = 0; // when this process's loader returned (0: it did not load)
+  int ends = 0;
+  std::int64_t endNs[64] = {}; // each thread's answer, for the first 64 threads
 };
 
 // The body of one child process; returns its report.
@@ -105,6 +111,18 @@ inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::Hi
   cacheaside::CacheOptions co;
   co.keyNamespace = "bench-stampede";
   co.ttl = seconds(60);
+  std::shared_ptr<cacheaside::near::HiredisInvalidationFeed> feed;
+  if (mode == StampedeMode::CacheSharedNear) {
+    cacheaside::near::HiredisFeedOptions fo;
+    fo.redis = redis;
+    fo.namespaces = {co.keyNamespace};
+    fo.lagLimit = milliseconds(1000);
+    feed = std::make_shared<cacheaside::near::HiredisInvalidationFeed>(fo);
+    if (!feed->waitUntilUp(seconds(10))) {
+      throw std::runtime_error("bench: the invalidation feed did not come up");
+    }
+    co.nearCache.feed = feed;
+  }
   std::vector<std::unique_ptr<cacheaside::CacheAside<Products>>> caches;
   const std::size_t instances =
       mode == StampedeMode::CachePerThread ? static_cast<std::size_t>(threads) : 1;
@@ -117,6 +135,8 @@ inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::Hi
   std::atomic<long long> loads{0};
   std::atomic<long long> failures{0};
   std::atomic<std::int64_t> lastEnd{0};
+  std::atomic<std::int64_t> loadEnd{0};
+  std::vector<std::int64_t> ends(static_cast<std::size_t>(threads), 0);
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
@@ -126,6 +146,7 @@ inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::Hi
           raw.command({"INCR", counterKey});
           loads.fetch_add(1);
           std::this_thread::sleep_for(kLoad);
+          loadEnd.store(monoNanos());
           return expected;
         };
         const char one = 1;
@@ -151,6 +172,7 @@ inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::Hi
         failures.fetch_add(1);
       }
       const std::int64_t now = monoNanos();
+      ends[static_cast<std::size_t>(t)] = now;
       std::int64_t prev = lastEnd.load();
       while (now > prev && !lastEnd.compare_exchange_weak(prev, now)) {
       }
@@ -163,6 +185,10 @@ inline ChildReport runChild(StampedeMode mode, int threads, const cacheaside::Hi
   report.clientLoads = loads.load();
   report.failures = failures.load();
   report.lastEndNs = lastEnd.load();
+  report.loadEndNs = loadEnd.load();
+  for (std::size_t i = 0; i < ends.size() && i < std::size(report.endNs); ++i) {
+    report.endNs[report.ends++] = ends[i];
+  }
   for (const auto& c : caches) {
     const auto s = c->stats();
     report.redisErrors += static_cast<long long>(s.redisErrors);
@@ -238,6 +264,8 @@ inline StampedeResult stampede(StampedeMode mode, int processes, int threads,
 
   StampedeResult result;
   long long reports = 0;
+  std::int64_t loadEnd = 0;
+  std::vector<std::int64_t> ends;
   for (;;) {
     detail::ChildReport report;
     std::size_t got = 0;
@@ -256,6 +284,8 @@ inline StampedeResult stampede(StampedeMode mode, int processes, int threads,
       break;
     }
     ++reports;
+    loadEnd = std::max(loadEnd, report.loadEndNs);
+    ends.insert(ends.end(), report.endNs, report.endNs + report.ends);
     result.clientLoads += report.clientLoads;
     result.failures += report.failures;
     result.redisErrors += report.redisErrors;
@@ -272,6 +302,9 @@ inline StampedeResult stampede(StampedeMode mode, int processes, int threads,
     throw std::runtime_error("bench: stampede: " + std::to_string(readyCount) + "/" +
                              std::to_string(expectedReady) + " threads ready, " +
                              std::to_string(reports) + " reports");
+  }
+  for (const std::int64_t end : ends) {
+    result.afterFillMs.push_back(loadEnd > 0 ? static_cast<double>(end - loadEnd) / 1e6 : 0.0);
   }
   RawConn conn(redis.port, std::chrono::milliseconds(2000));
   const ReplyPtr r = conn.command({"GET", counterKey});

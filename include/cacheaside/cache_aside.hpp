@@ -22,12 +22,14 @@
 #include <cacheaside/events.hpp>
 #include <cacheaside/flow/get_flow.hpp>
 #include <cacheaside/flow/refresh_flow.hpp>
+#include <cacheaside/near/tier.hpp>
 #include <cacheaside/options.hpp>
 #include <cacheaside/stats.hpp>
 #include <cacheaside/store/store.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -82,8 +84,13 @@ public:
       : options_((options.validate(), std::move(options))), store_(options_.lockTtl),
         codec_(CodecOptions{options_.maxValueBytes, options_.compressor, options_.compressAbove}),
         backend_(client, options_, store_), runner_(backend_, store_, codec_),
-        batches_(backend_, store_, codec_, runner_), state_(newState()), forkHook_(*this),
-        forkRegistration_(forkHook_) {}
+        batches_(backend_, store_, codec_, runner_), state_(newState()),
+        near_(options_.nearCache.feed
+                  ? std::make_unique<near::NearTier<T>>(options_.nearCache, options_.keyNamespace)
+                  : nullptr),
+        forkHook_(*this), forkRegistration_(forkHook_) {
+    runner_.setNear(near_.get());
+  }
 
   ~CacheAside() = default;
   CacheAside(const CacheAside&) = delete;
@@ -120,6 +127,14 @@ public:
                   "cacheaside: the loader must return T or std::optional<T>");
     const flow::Settings settings = settingsFor(call);
     const store::Keys keys = store::keysFor(options_.keyNamespace, key);
+    if (near_) {
+      if (auto held = near_->find(keys.value)) {
+        if (outcome != nullptr) {
+          *outcome = Outcome::Hit;
+        }
+        return detail::LoadResult<T, Loader>(*held);
+      }
+    }
     auto load = [&loader]() -> std::optional<T> {
       if constexpr (kMaybe) {
         return std::invoke(loader);
@@ -134,7 +149,8 @@ public:
       found = state_->flights.run(
           keys.value,
           [&](typename detail::SingleFlight<Found>::Gate& gate) {
-            return runner_.fetch(key, keys, settings, load, state_->renewer, gate);
+            return near_ ? fetchNear(key, keys, settings, load, gate)
+                         : runner_.fetch(key, keys, settings, load, state_->renewer, gate);
           },
           [&] {
             joined = true;
@@ -254,6 +270,29 @@ public:
     return out;
   }
 
+  /// getOrLoad, returning the value shared: with the near cache on, a near hit returns the held
+  /// value itself and copies nothing. Null for a "not found" of a std::optional<T> loader.
+  /// Throws as getOrLoad does.
+  template <typename Loader>
+  std::shared_ptr<const T> getOrLoadShared(std::string_view key, Loader&& loader,
+                                           const CallOptions& call = {},
+                                           Outcome* outcome = nullptr) {
+    if (near_) {
+      if (auto held = near_->find(store::valueKey(options_.keyNamespace, key))) {
+        if (outcome != nullptr) {
+          *outcome = Outcome::Hit;
+        }
+        return held;
+      }
+    }
+    auto result = getOrLoad(key, std::forward<Loader>(loader), call, outcome);
+    if constexpr (detail::IsOptional<decltype(result)>::value) {
+      return result ? std::make_shared<const T>(std::move(*result)) : nullptr;
+    } else {
+      return std::make_shared<const T>(std::move(result));
+    }
+  }
+
   /// The cached value for key, without loading: std::nullopt when there is none, when it is
   /// being loaded, when it is a cached "not found", when it cannot be decoded, and when Redis
   /// fails or the breaker is open (counted in stats()). A stale value is returned as it is.
@@ -321,6 +360,7 @@ public:
     store::Store::set(keys, record, ms, commands);
     try {
       const std::vector<Reply> replies = backend_.exchange(key, commands);
+      nearEvict(keys.value);
       state_->flights.forget(keys.value); // later calls must not join a load from before
       if (std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return r.isError(); })) {
         backend_.count(Counter::redisErrors);
@@ -328,6 +368,7 @@ public:
       }
       return true;
     } catch (const ConnectionError&) {
+      nearEvict(keys.value); // the write may have happened
       return false;
     }
   }
@@ -386,6 +427,9 @@ public:
   /// Whether the circuit breaker currently bypasses Redis.
   bool breakerOpen() const { return backend_.breakerOpen(); }
 
+  /// The near tier's counters (all zero, bypassed, when the near cache is off).
+  NearStats nearStats() const noexcept { return near_ ? near_->stats() : NearStats{}; }
+
 private:
   using Found = typename detail::Runner<T, S>::Found;
 
@@ -409,6 +453,9 @@ private:
     explicit ForkHook(CacheAside& cache) : cache_(cache) {}
     void forkedChild() noexcept override {
       (void)cache_.state_.release(); // its locks and thread belong to the parent: never touch
+      if (cache_.near_) {
+        cache_.near_->forked(); // the feed's thread stayed in the parent
+      }
       try {
         cache_.state_ = cache_.newState();
       } catch (...) {
@@ -436,6 +483,43 @@ private:
     return s;
   }
 
+  // The near tier (near/): consulted before the single-flight, filled after a Redis hit with
+  // the ticket taken before the read, evicted by this process's own writes.
+  template <typename Load, typename Gate>
+  Found fetchNear(std::string_view key, const store::Keys& keys, const flow::Settings& settings,
+                  Load& load, Gate& gate) {
+    const auto ticket = near_->ticket(keys.value);
+    Found found = runner_.fetch(key, keys, settings, load, state_->renewer, gate);
+    if (found.outcome == Outcome::Hit && found.value && found.refresh == flow::Refresh::None) {
+      near_->offer(keys.value, ticket, *found.value, found.bytes, nearTtl(found, settings));
+    }
+    return found;
+  }
+
+  // Until Redis would call the value stale, less the margin in which XFetch may refresh it
+  // early (-ln(u) > 4 for under 2 % of draws); the tier's maxTtl when the TTL was not read.
+  static std::chrono::milliseconds nearTtl(const Found& found, const flow::Settings& settings) {
+    if (found.pttl < 0) {
+      return std::chrono::milliseconds::max();
+    }
+    const auto margin =
+        static_cast<long long>(std::ceil(found.loadMillis * settings.xfetchBeta * 4.0));
+    return std::chrono::milliseconds(found.pttl - static_cast<long long>(found.staleMillis) -
+                                     margin);
+  }
+
+  void nearEvict(const std::string& redisKey) {
+    if (near_) {
+      near_->evict(redisKey);
+    }
+  }
+
+  void nearEvict(const std::vector<store::Keys>& all) {
+    for (const auto& k : all) {
+      nearEvict(k.value);
+    }
+  }
+
   template <typename Range> void invalidateRange(const Range& keys) {
     std::vector<store::Keys> all;
     for (const auto& key : keys) {
@@ -449,7 +533,14 @@ private:
     for (const auto& k : all) {
       commands.push_back(store::Store::invalidate(k));
     }
-    const std::vector<Reply> replies = backend_.exchange({}, commands);
+    std::vector<Reply> replies;
+    try {
+      replies = backend_.exchange({}, commands);
+    } catch (...) {
+      nearEvict(all); // the deletes may have happened
+      throw;
+    }
+    nearEvict(all);
     for (const auto& k : all) {
       state_->flights.forget(k.value); // later calls must not join a load from before
     }
@@ -503,6 +594,8 @@ private:
   detail::BatchRunner<T, S> batches_;
   // Its renewer thread uses the backend: destroyed first.
   std::unique_ptr<State> state_;
+  // Detaches from its feed first (declared after what its callbacks do not use).
+  std::unique_ptr<near::NearTier<T>> near_;
   ForkHook forkHook_;
   detail::ForkRegistry::Registration forkRegistration_;
 };

@@ -7,6 +7,7 @@
 
 #include <cacheaside/codec/compressor.hpp>
 #include <cacheaside/events.hpp>
+#include <cacheaside/near/options.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -159,6 +160,9 @@ struct CacheOptions : EntryOptions {
   /// The clock for deadlines, durations and the breaker; freshness never depends on it (it is
   /// read from the key's remaining TTL on the server). Default: std::chrono::steady_clock.
   std::function<std::chrono::steady_clock::time_point()> clock;
+  /// An in-process tier in front of Redis, kept coherent by Redis's invalidations (see
+  /// near/hiredis_feed.hpp). Off by default (no feed).
+  NearCacheOptions nearCache;
 
   /// The entry defaults.
   const EntryOptions& entry() const noexcept { return *this; }
@@ -197,6 +201,7 @@ struct CacheOptions : EntryOptions {
       throw std::invalid_argument("cacheaside: CacheOptions::breakerThreshold must be positive "
                                   "and breakerCooldown in (0, 1 hour]");
     }
+    nearCache.validate();
   }
 };
 

@@ -11,6 +11,7 @@
 #include <cacheaside/events.hpp>
 #include <cacheaside/flow/get_flow.hpp>
 #include <cacheaside/flow/refresh_flow.hpp>
+#include <cacheaside/near/tier.hpp>
 #include <cacheaside/store/store.hpp>
 
 #include <cstdint>
@@ -37,6 +38,9 @@ public:
     // Redis failed): the value may predate an invalidation.
     bool unconfirmed = false;
     std::vector<std::string> generations; // tags read with a value to refresh
+    std::size_t bytes = 0;                // Hit: the record's payload size
+    std::uint32_t staleMillis = 0;        // Hit: the record's stale window
+    std::uint32_t loadMillis = 0;         // Hit: how long its load took
   };
 
   // The references must outlive the runner.
@@ -74,6 +78,9 @@ public:
       if (found.refresh != flow::Refresh::None && !settings.tags.empty()) {
         found.generations = flow.generations();
       }
+      found.bytes = flow.record().payload.size();
+      found.staleMillis = flow.record().staleMillis;
+      found.loadMillis = flow.record().loadMillis;
       backend_.emitSince(EventType::Hit, key, started);
       return found;
     case Result::Negative:
@@ -148,6 +155,7 @@ public:
         want ? gate.open() : gate.close();
       }
     };
+    std::uint64_t mark = 0; // the key's invalidations before the last look, when near_ is set
     while (a.kind != Kind::Done) {
       // Joiners may share a wait (the next read follows them) or a load under a lease (if its
       // value is not written back, which an invalidation would prevent, they look again), but
@@ -155,6 +163,9 @@ public:
       joinable(a.kind == Kind::Sleep || (a.kind == Kind::Load && a.encode));
       switch (a.kind) {
       case Kind::Send:
+        if (near_ != nullptr) {
+          mark = near_->mark(key);
+        }
         try {
           a = flow.onReplies(backend_.exchange(key, *a.commands), backend_.now());
         } catch (const ConnectionError&) {
@@ -162,7 +173,11 @@ public:
         }
         break;
       case Kind::Sleep:
-        std::this_thread::sleep_for(a.pause);
+        if (near_ != nullptr) {
+          near_->wait(key, mark, a.pause); // woken early by the fill's invalidation
+        } else {
+          std::this_thread::sleep_for(a.pause);
+        }
         a = onSlept(flow);
         break;
       case Kind::Decode:
@@ -272,12 +287,16 @@ public:
     return value;
   }
 
+  // The near tier whose invalidations wake waiting callers (borrowed), or null.
+  void setNear(near::NearTier<T>* tier) noexcept { near_ = tier; }
+
 private:
   static double draw() { return ThreadRandom::local().unitOpenClosed(); }
 
   Backend& backend_;
   const store::Store& store_;
   const Codec<T, S>& codec_;
+  near::NearTier<T>* near_ = nullptr;
 };
 
 } // namespace cacheaside::detail

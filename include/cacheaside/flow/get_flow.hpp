@@ -170,6 +170,8 @@ public:
   /// Done with Hit: the record's expiry stamp (ms since the Unix epoch, server clock); 0 when
   /// it had none.
   std::uint64_t expiresAt() const noexcept { return expiresAt_; }
+  /// Done with Hit: the record read (its views live as long as the flow).
+  const Envelope& record() const noexcept { return record_; }
   /// Done with Loaded: whether the write-back was refused because the key was invalidated (or
   /// overwritten) during the load: the value may predate a write.
   bool fenced() const noexcept { return fenced_; }
