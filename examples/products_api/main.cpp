@@ -237,9 +237,10 @@ std::string itemPath(std::int64_t id) {
   return std::string(kListPath) + "/" + std::to_string(id);
 }
 
-// Concurrent GETs of the same product URL get the same response (see
-// products::ServerOptions::collapseKey): the key is the path and the raw query, for requests
-// without a conditional or private header (their responses differ per request or per caller).
+// GETs of the same product URL that arrive while one is handled share the next run and its
+// response (products::ServerOptions::collapseKey): the key is the path and the decoded query, for
+// requests without a conditional or private header (their responses differ per request or per
+// caller).
 std::optional<std::string> collapseKey(const Incoming& req) {
   if (req.method != "GET" || req.path.rfind(kListPath, 0) != 0) {
     return std::nullopt;

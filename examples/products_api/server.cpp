@@ -156,68 +156,51 @@ private:
 
 class Session;
 
-// The requests being handled under each collapse key (ServerOptions::collapseKey), and the
-// requests with the same key waiting for their response, without a thread each.
+// Request collapsing (ServerOptions::collapseKey): per key, whether a handler is running for it,
+// and the requests that arrived meanwhile. Those wait, without a thread, for the next run, which
+// begins after they arrived: so none gets a response older than its request (it would be, had it
+// joined the run in progress, which may have read the cache before a write it follows).
 class Collapser {
 public:
   struct Waiter {
     std::shared_ptr<Session> session;
     bool keepAlive = true;
   };
-  enum class Role {
-    Joined, // the request waits for a flight: finish() hands it to the flight's leader
-    Lead,   // the request leads a new flight: handle it, then call finish()
-    Alone,  // a flight from before the last write has the key: handle it, and no finish()
-  };
 
-  Role join(const std::string& key, Waiter waiter) {
+  // True when the caller is to run the handler for key (and then call next() until it returns
+  // no waiters); false when the request was queued for the next run.
+  bool join(const std::string& key, Waiter waiter) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = flights_.find(key);
-    if (it == flights_.end()) {
-      flights_.emplace(key, Flight{generation_, {}});
-      return Role::Lead;
+    const auto it = waiting_.find(key);
+    if (it == waiting_.end()) {
+      waiting_.emplace(key, std::vector<Waiter>());
+      return true;
     }
-    if (it->second.generation != generation_) {
-      return Role::Alone;
-    }
-    it->second.waiters.push_back(std::move(waiter));
+    it->second.push_back(std::move(waiter));
     collapsed_.fetch_add(1, std::memory_order_relaxed);
-    return Role::Joined;
+    return false;
   }
 
-  // Ends the flight of key; returns its waiters.
-  std::vector<Waiter> finish(const std::string& key) {
+  // After a run for key: the requests that arrived during it, for the caller to run the handler
+  // again and answer them all; none ends the runs for key.
+  std::vector<Waiter> next(const std::string& key) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = flights_.find(key);
-    std::vector<Waiter> waiters = std::move(it->second.waiters);
-    flights_.erase(it);
+    const auto it = waiting_.find(key);
+    std::vector<Waiter> waiters = std::move(it->second);
+    it->second.clear();
+    if (waiters.empty()) {
+      waiting_.erase(it);
+    }
     return waiters;
-  }
-
-  // After a write has been handled, before it is answered: requests that arrive from now on do
-  // not join a flight that began before it, so they cannot get a response from before it.
-  void newGeneration() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++generation_;
   }
 
   std::uint64_t collapsed() const { return collapsed_.load(std::memory_order_relaxed); }
 
 private:
-  struct Flight {
-    std::uint64_t generation;
-    std::vector<Waiter> waiters;
-  };
   std::mutex mutex_;
-  std::unordered_map<std::string, Flight> flights_;
-  std::uint64_t generation_ = 0;
+  std::unordered_map<std::string, std::vector<Waiter>> waiting_; // a key is here while it runs
   std::atomic<std::uint64_t> collapsed_{0};
 };
-
-bool safeMethod(bhttp::verb method) {
-  return method == bhttp::verb::get || method == bhttp::verb::head ||
-         method == bhttp::verb::options;
-}
 
 // One connection: read a request, answer it, and again while the client keeps it alive.
 class Session : public std::enable_shared_from_this<Session> {
@@ -257,13 +240,24 @@ private:
     if (options_.collapseKey && !head) {
       key = options_.collapseKey(in);
     }
-    auto role = Collapser::Role::Alone;
-    if (key) {
-      role = collapser_.join(*key, {shared_from_this(), keepAlive});
-      if (role == Collapser::Role::Joined) {
-        return; // the leader sends the response
+    if (key && !collapser_.join(*key, {shared_from_this(), keepAlive})) {
+      return; // queued: a later run answers it
+    }
+    send(run(in), keepAlive, head);
+    if (!key) {
+      return;
+    }
+    // Requests that arrived during that run: one more run answers them all, while there are any.
+    for (auto waiters = collapser_.next(*key); !waiters.empty(); waiters = collapser_.next(*key)) {
+      const Outgoing shared = run(in);
+      for (Collapser::Waiter& waiter : waiters) {
+        waiter.session->send(shared, waiter.keepAlive, false);
       }
     }
+  }
+
+  // Calls the handler; what it throws becomes a 500.
+  Outgoing run(const Incoming& in) {
     Outgoing out;
     busy_.begin();
     try {
@@ -276,14 +270,7 @@ private:
       out = failure(500, "internal error");
     }
     busy_.end();
-    if (role == Collapser::Role::Lead) {
-      for (Collapser::Waiter& waiter : collapser_.finish(*key)) {
-        waiter.session->send(out, waiter.keepAlive, false);
-      }
-    } else if (!safeMethod(req.method())) {
-      collapser_.newGeneration();
-    }
-    send(std::move(out), keepAlive, head);
+    return out;
   }
 
   void send(Outgoing out, bool keepAlive, bool head) {

@@ -5,8 +5,8 @@
 // blocked the others serve every other connection, and when all of them have been blocked for a
 // while (stuckAfter), not merely waiting for a CPU, the server doubles them, up to maxThreads,
 // and parks the extra ones again once a second passes without all of them stuck. Identical
-// GETs that arrive while one of them is handled wait for its response without a thread
-// (ServerOptions::collapseKey).
+// GETs that arrive while one of them is handled wait without a thread for the next run, which
+// answers them all (ServerOptions::collapseKey).
 
 #include <cacheaside/http.hpp>
 
@@ -76,11 +76,13 @@ struct ServerOptions {
   /// A connection has this long, from the moment the server waits for its next request, to
   /// send that request and take the response; then it is closed (one timer per request).
   std::chrono::seconds idleTimeout{30};
-  /// Request collapsing (none when unset): a GET whose key matches one being handled waits
-  /// for that response, without a thread, and is sent a copy of it, unless a request with an
-  /// unsafe method (POST, PUT, DELETE, ...) was answered since that handling began (it may
-  /// have changed the data). Give a key only to requests whose response depends on nothing but
-  /// the key.
+  /// Request collapsing (none when unset): a request whose key is being handled waits, without
+  /// a thread, for the next run of the handler for that key, which starts once the current one
+  /// ends and answers every request that arrived during it with a copy of one response. Each
+  /// response thus comes from a run that began after its request arrived (never older than a
+  /// write answered before the request was sent), and a busy key costs one run per round
+  /// instead of one per request. Give a key only to requests whose response depends on nothing
+  /// but the key (HEAD requests are never collapsed).
   CollapseKey collapseKey;
 };
 
