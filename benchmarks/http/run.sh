@@ -146,6 +146,7 @@ wrk_run() {
   if [ "$name" = cpp ]; then
     curl -fs "http://127.0.0.1:$port/metrics" >"$work/metrics-before"
   fi
+  R[load$conns]+=" $name $(cut -d' ' -f1 /proc/loadavg)"
   out=$(taskset -c "$client_cpus" wrk -t2 -c"$conns" -d"$duration" --latency \
     "http://127.0.0.1:$port$path")
   R[$name.rps$conns]+=" $(echo "$out" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')"
@@ -258,6 +259,9 @@ row "POST, then GET on another connection: new" "${R[cpp.post]}" "${R[node.post]
 echo
 echo "each run, req/s at -c32: products_api${R[cpp.rps32]}; Express${R[node.rps32]}"
 echo "each run, p99 ms at -c32: products_api${R[cpp.p99_32]}; Express${R[node.p99_32]}"
+echo "1-minute load average before each wrk run: -c32${R[load32]}; -c1000${R[load1000]}"
+echo "products_api GETs answered with an identical GET's response in progress (collapsed):" \
+  "$(curl -fs "http://127.0.0.1:$CPP_PORT/metrics" | awk '/^products_api_collapsed_total /{print $2}')"
 if [ -n "${R[errors]:-}" ]; then
   echo "wrk socket errors: ${R[errors]}"
 fi

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <pthread.h>
 #include <signal.h>
@@ -63,7 +64,7 @@ struct Config {
   long ttlSeconds = 600;
   std::string keyNamespace = "products_api";
   int seed = 1000;
-  long threads = 8;
+  long threads = 2;
   long maxThreads = 256;
 };
 
@@ -237,6 +238,34 @@ std::string itemPath(std::int64_t id) {
   return std::string(kListPath) + "/" + std::to_string(id);
 }
 
+// GETs of the same product URL that arrive while one is handled share the next run and its
+// response (products::ServerOptions::collapseKey): the key is the path and the decoded query, for
+// requests without a conditional or private header (their responses differ per request or per
+// caller).
+std::optional<std::string> collapseKey(const Incoming& req) {
+  if (req.method != "GET" || req.path.rfind(kListPath, 0) != 0) {
+    return std::nullopt;
+  }
+  for (const auto& [name, value] : req.headers) {
+    if (http::equalsIgnoreCase(name, "If-None-Match") ||
+        http::equalsIgnoreCase(name, "Authorization") || http::equalsIgnoreCase(name, "Cookie")) {
+      return std::nullopt;
+    }
+  }
+  // Each part length-prefixed: decoded parts may hold any byte, and two different requests
+  // must never share a key.
+  std::string key;
+  const auto part = [&key](const std::string& text) {
+    key += std::to_string(text.size()) + ':' + text;
+  };
+  part(req.path);
+  for (const auto& [name, value] : req.query) {
+    part(name);
+    part(value);
+  }
+  return key;
+}
+
 class Service {
 public:
   Service(const Config& config, Database& db, cacheaside::RedisClient& redis)
@@ -291,6 +320,9 @@ public:
     }
     return errorReply(404, "no such route");
   }
+
+  // Where /metrics reads the server's count of collapsed requests; set before it serves.
+  void countCollapsed(std::function<std::uint64_t()> count) { collapsed_ = std::move(count); }
 
 private:
   static cacheaside::CacheOptions cacheOptions(const Config& config) {
@@ -475,6 +507,11 @@ private:
              std::to_string(served_[static_cast<int>(status)].load(std::memory_order_relaxed)) +
              '\n';
     }
+    out += "# HELP products_api_collapsed_total GET requests answered with the response to an "
+           "identical request in progress.\n"
+           "# TYPE products_api_collapsed_total counter\n"
+           "products_api_collapsed_total " +
+           std::to_string(collapsed_ ? collapsed_() : 0) + '\n';
     out += "# HELP products_api_db_queries_total Queries sent to the database.\n"
            "# TYPE products_api_db_queries_total counter\n"
            "products_api_db_queries_total " +
@@ -493,6 +530,7 @@ private:
   http::Policy itemPolicy_;
   std::atomic<std::uint64_t> served_[4] = {};
   std::atomic<std::uint64_t> invalidationFailures_{0};
+  std::function<std::uint64_t()> collapsed_;
 };
 
 } // namespace
@@ -529,6 +567,7 @@ int main(int argc, char** argv) {
     serverOptions.threads = static_cast<std::size_t>(config.threads);
     serverOptions.maxThreads = static_cast<std::size_t>(config.maxThreads);
     serverOptions.maxBodyBytes = kMaxBodyBytes;
+    serverOptions.collapseKey = collapseKey;
     std::optional<products::Server> server;
     try {
       server.emplace(serverOptions,
@@ -538,6 +577,7 @@ int main(int argc, char** argv) {
                    e.what());
       return 1;
     }
+    service.countCollapsed([&server] { return server->collapsed(); });
     std::thread stopper([&] {
       int sig = 0;
       sigwait(&stopSignals, &sig);
