@@ -221,7 +221,10 @@ public:
   Reply command(const Command& command) override { return pipeline({command}).front(); }
   std::vector<Reply> pipeline(const std::vector<Command>& commands) override {
     std::vector<Reply> replies = inner_.pipeline(commands);
-    if (!commands.empty() && isLookup(commands.front()) && !held_.exchange(true)) {
+    // The first lookup that read the key: not one Redis 6 refused (SET ... GET), nor a script
+    // not yet loaded.
+    if (!commands.empty() && looksUp(commands.front()) && !replies.front().isError() &&
+        !held_.exchange(true)) {
       read.countDown();
       released_.wait();
     }
@@ -231,6 +234,13 @@ public:
   testsupport::Latch read{1}; ///< counted down once the held lookup has run on Redis
 
 private:
+  // SET ... NX ... GET, or the scripted lookup of Redis < 7 (by SHA-1 or by source).
+  static bool looksUp(const Command& c) {
+    const cacheaside::Script& scripted = scripts::lookup();
+    return isLookup(c) || runsScript(c, scripted) ||
+           (c.argv.size() > 1 && c.argv[0] == "EVAL" && c.argv[1] == scripted.source());
+  }
+
   cacheaside::RedisClient& inner_;
   std::atomic<bool> held_{false};
   testsupport::Latch released_{1};

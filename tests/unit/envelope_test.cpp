@@ -110,8 +110,7 @@ TEST_CASE("every truncation and every single-byte change of the header is handle
   }
 }
 
-TEST_CASE(
-    "extension fields are type, length, value; unknown ones are skipped, overruns hold none") {
+TEST_CASE("extension fields are type-length-value: unknown ones are skipped, overruns hold none") {
   std::string bytes;
   const std::string fields("\x07\x02\x00xy\x01\x08\x00"
                            "ABCDEFGH",
