@@ -84,7 +84,7 @@ public:
       : options_((options.validate(), std::move(options))), store_(options_.lockTtl),
         codec_(CodecOptions{options_.maxValueBytes, options_.compressor, options_.compressAbove}),
         backend_(client, options_, store_), runner_(backend_, store_, codec_),
-        batches_(backend_, store_, codec_, runner_), state_(newState()),
+        batches_(backend_, store_, runner_), state_(newState()),
         near_(options_.nearCache.feed
                   ? std::make_unique<near::NearTier<T>>(options_.nearCache, options_.keyNamespace)
                   : nullptr),

@@ -38,9 +38,8 @@ public:
   };
 
   // The references must outlive the runner.
-  BatchRunner(Backend& backend, const store::Store& store, const Codec<T, S>& codec,
-              Runner<T, S>& runner)
-      : backend_(backend), store_(store), codec_(codec), runner_(runner) {}
+  BatchRunner(Backend& backend, const store::Store& store, Runner<T, S>& runner)
+      : backend_(backend), store_(store), runner_(runner) {}
 
   // Gets or loads every key of keys (distinct, non-empty). load(indices) calls the user's
   // loader once for keys[indices...] and answers for each of them, in order. negatives: keys
@@ -234,28 +233,10 @@ private:
         if (!item.value) {
           loaded.kind = negatives ? flow::Loaded::Kind::Negative : flow::Loaded::Kind::NotCacheable;
         } else if (item.a.encode) {
-          encode(*item.value, loaded, settings);
+          runner_.encode(*item.value, loaded, settings);
         }
       }
       item.a = item.flow.onLoaded(std::move(loaded), draw());
-    }
-  }
-
-  void encode(const T& value, flow::Loaded& loaded, const flow::Settings& settings) {
-    std::string error;
-    switch (codec_.encode(value, flow::loadMillis(loaded.took),
-                          static_cast<std::uint32_t>(settings.entry.staleWindow.count()),
-                          loaded.record, error)) {
-    case codec::Encoded::Ok:
-      break;
-    case codec::Encoded::Failed:
-      backend_.count(Counter::encodeFailures);
-      loaded.kind = flow::Loaded::Kind::NotCacheable;
-      break;
-    case codec::Encoded::TooLarge:
-      backend_.count(Counter::oversizedValues);
-      loaded.kind = flow::Loaded::Kind::NotCacheable;
-      break;
     }
   }
 
@@ -299,7 +280,6 @@ private:
 
   Backend& backend_;
   const store::Store& store_;
-  const Codec<T, S>& codec_;
   Runner<T, S>& runner_;
 };
 

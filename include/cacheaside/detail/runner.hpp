@@ -225,25 +225,29 @@ public:
       out.kind = flow::Loaded::Kind::Negative;
       return out;
     }
-    if (!a.encode) {
-      return out;
+    if (a.encode) {
+      encode(*value, out, settings);
     }
+    return out;
+  }
+
+  // Encodes a loaded value into loaded.record, or marks it NotCacheable (counted).
+  void encode(const T& value, flow::Loaded& loaded, const flow::Settings& settings) {
     std::string error;
-    switch (codec_.encode(*value, flow::loadMillis(out.took),
+    switch (codec_.encode(value, flow::loadMillis(loaded.took),
                           static_cast<std::uint32_t>(settings.entry.staleWindow.count()),
-                          out.record, error)) {
+                          loaded.record, error)) {
     case codec::Encoded::Ok:
       break;
     case codec::Encoded::Failed:
       backend_.count(Counter::encodeFailures);
-      out.kind = flow::Loaded::Kind::NotCacheable;
+      loaded.kind = flow::Loaded::Kind::NotCacheable;
       break;
     case codec::Encoded::TooLarge:
       backend_.count(Counter::oversizedValues);
-      out.kind = flow::Loaded::Kind::NotCacheable;
+      loaded.kind = flow::Loaded::Kind::NotCacheable;
       break;
     }
-    return out;
   }
 
   std::optional<T> serveCurrent(std::string_view key, std::optional<T> current, flow::Refresh why,

@@ -28,11 +28,10 @@ inline std::string metricName(std::string_view counter) {
   return out + "_total";
 }
 
-/// Every counter of stats as a Prometheus counter with HELP and TYPE lines, labelled
-/// cache="<cacheName>" (escaped as the format requires).
-inline std::string prometheusText(const Stats& stats, std::string_view cacheName) {
+/// value escaped for a Prometheus label value (backslash, double quote, newline).
+inline std::string labelValue(std::string_view value) {
   std::string label;
-  for (const char c : cacheName) {
+  for (const char c : value) {
     if (c == '\\' || c == '"') {
       label += '\\';
       label += c;
@@ -42,6 +41,13 @@ inline std::string prometheusText(const Stats& stats, std::string_view cacheName
       label += c;
     }
   }
+  return label;
+}
+
+/// Every counter of stats as a Prometheus counter with HELP and TYPE lines, labelled
+/// cache="<cacheName>" (escaped as the format requires).
+inline std::string prometheusText(const Stats& stats, std::string_view cacheName) {
+  const std::string label = labelValue(cacheName);
   std::string out;
   for (const CounterInfo& info : counterList()) {
     const std::string metric = metricName(info.name);

@@ -4,6 +4,7 @@
 /// format, next to metrics/prometheus.hpp's: near hits, installs, refused installs, evictions,
 /// invalidations received, flushes, reads sent to Redis for a silent feed, entries and bytes.
 
+#include <cacheaside/metrics/prometheus.hpp>
 #include <cacheaside/near/tier.hpp>
 
 #include <cstdint>
@@ -15,17 +16,7 @@ namespace cacheaside::metrics {
 /// nearStats as Prometheus counters and gauges with HELP and TYPE lines, labelled
 /// cache="<cacheName>" (escaped as the format requires).
 inline std::string nearPrometheusText(const NearStats& nearStats, std::string_view cacheName) {
-  std::string label;
-  for (const char c : cacheName) {
-    if (c == '\\' || c == '"') {
-      label += '\\';
-      label += c;
-    } else if (c == '\n') {
-      label += "\\n";
-    } else {
-      label += c;
-    }
-  }
+  const std::string label = labelValue(cacheName);
   std::string out;
   const auto add = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
     const std::string metric = std::string("cacheaside_near_") + name;
