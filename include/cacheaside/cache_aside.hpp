@@ -127,7 +127,9 @@ public:
                   "cacheaside: the loader must return T or std::optional<T>");
     const flow::Settings settings = settingsFor(call);
     const store::Keys keys = store::keysFor(options_.keyNamespace, key);
-    if (near_) {
+    // A near copy carries no tag generations: calls that name tags read Redis.
+    const bool nearOn = near_ && settings.tags.empty();
+    if (nearOn) {
       if (auto held = near_->find(keys.value)) {
         if (outcome != nullptr) {
           *outcome = Outcome::Hit;
@@ -149,8 +151,8 @@ public:
       found = state_->flights.run(
           keys.value,
           [&](typename detail::SingleFlight<Found>::Gate& gate) {
-            return near_ ? fetchNear(key, keys, settings, load, gate)
-                         : runner_.fetch(key, keys, settings, load, state_->renewer, gate);
+            return nearOn ? fetchNear(key, keys, settings, load, gate)
+                          : runner_.fetch(key, keys, settings, load, state_->renewer, gate);
           },
           [&] {
             joined = true;
@@ -271,13 +273,13 @@ public:
   }
 
   /// getOrLoad, returning the value shared: with the near cache on, a near hit returns the held
-  /// value itself and copies nothing. Null for a "not found" of a std::optional<T> loader.
-  /// Throws as getOrLoad does.
+  /// value itself and copies nothing (calls that name tags bypass the near cache). Null for a
+  /// "not found" of a std::optional<T> loader. Throws as getOrLoad does.
   template <typename Loader>
   std::shared_ptr<const T> getOrLoadShared(std::string_view key, Loader&& loader,
                                            const CallOptions& call = {},
                                            Outcome* outcome = nullptr) {
-    if (near_) {
+    if (near_ && call.tags.empty()) {
       if (auto held = near_->find(store::valueKey(options_.keyNamespace, key))) {
         if (outcome != nullptr) {
           *outcome = Outcome::Hit;

@@ -235,3 +235,35 @@ TEST_CASE("near cache: a forked child reads through Redis and tears its copy dow
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(cache->getOrLoad("k", loader) == "parent");
 }
+
+TEST_CASE("near cache: calls that name tags bypass it, so invalidateTag is never outlived") {
+  Near n(testsupport::clientOptions());
+  CacheAside<std::string> cache(n.client, n.options);
+  CacheAside<std::string> other(n.client, [&] { // another process: its tag is not tracked
+    CacheOptions o = n.options;
+    o.nearCache.feed.reset();
+    return o;
+  }());
+  cacheaside::CallOptions books;
+  books.tags = {"books"};
+  int loads = 0;
+  const auto loader = [&] { return "v" + std::to_string(++loads); };
+  // Read it tagged (miss, then Redis hits) long enough for a near install to happen if any.
+  REQUIRE(cache.getOrLoad("t", loader, books) == "v1");
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(cache.getOrLoad("t", loader, books) == "v1");
+  }
+  CHECK(cache.nearStats().entries == 0);
+  cache.invalidateTag("books");
+  CHECK(cache.getOrLoad("t", loader, books) == "v2");
+  CHECK(*cache.getOrLoadShared("t", loader, books) == "v2");
+  other.invalidateTag("books");
+  CHECK(*cache.getOrLoadShared("t", loader, books) == "v3");
+  CHECK(cache.getOrLoad("t", loader, books) == "v3");
+
+  // A near copy from an untagged call does not answer a tagged one.
+  REQUIRE(cache.getOrLoad("u", loader) == "v4");
+  REQUIRE(warmUp(cache, "u", loader));
+  CHECK(cache.getOrLoad("u", loader, books) == "v5"); // the untagged record lacks the tag
+  CHECK(loads == 5);
+}
