@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -197,4 +199,51 @@ TEST_CASE("cluster: a forked child uses its own connections and the parent's sti
     CHECK(testsupport::cmd(client, {"GET", k}).str == "child");
     testsupport::cmd(client, {"DEL", k});
   }
+}
+
+TEST_CASE("cluster: a tagged batch over every master, its tag key in another slot") {
+  HiredisClusterClient client(testsupport::clusterOptions(testsupport::testClusterSeed()));
+  cacheaside::CacheAside<std::string> cache(client, testsupport::cacheOptions("cluster-batch"));
+  cacheaside::CallOptions books;
+  books.tags = {"books"};
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2500; ++i) { // more than one pipeline's 1024 commands
+    keys.push_back("k" + std::to_string(i));
+  }
+  int calls = 0;
+  std::size_t asked = 0;
+  std::string generation = "a";
+  auto loader = [&](const std::vector<std::string>& which) {
+    ++calls;
+    asked += which.size();
+    std::map<std::string, std::string> out;
+    for (const auto& k : which) {
+      out[k] = k + generation;
+    }
+    return out;
+  };
+  const auto expectAll = [&](const std::vector<std::optional<std::string>>& got) {
+    REQUIRE(got.size() == keys.size());
+    std::size_t right = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      right += got[i] && *got[i] == keys[i] + generation ? 1 : 0;
+    }
+    CHECK(right == keys.size());
+  };
+  expectAll(cache.getOrLoadMany(keys, loader, books));
+  CHECK(calls == 1);
+  CHECK(asked == keys.size());
+  expectAll(cache.getOrLoadMany(keys, loader, books)); // every key a hit
+  CHECK(calls == 1);
+  cache.invalidateTag("books");
+  generation = "b";
+  expectAll(cache.getOrLoadMany(keys, loader, books));
+  CHECK(calls == 2);
+  CHECK(asked == 2 * keys.size());
+  CHECK(cache.getOrLoad(
+            "k7", [] { return std::string("single"); }, books) == "k7b");
+  cache.invalidateTag("books");
+  CHECK(cache.getOrLoad(
+            "k7", [] { return std::string("single"); }, books) == "single");
+  CHECK(cache.stats().redisErrors == 0);
 }
