@@ -8,7 +8,9 @@
 #include <cacheaside/codec/zstd.hpp>
 #include <cacheaside/hiredis_client.hpp>
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 using cacheaside::CacheAside;
@@ -65,4 +67,80 @@ TEST_CASE("values above the threshold are stored compressed and read back, small
     CHECK(other.stats().decodeFailures == 1);
     CHECK(other.get("big") == std::optional<std::string>("reloaded"));
   }
+}
+
+// The scripts SETRANGE the expiry stamp at byte 17: every kind of record a tagged call writes
+// must keep the stamp's field there (or carry none), and its payload intact.
+TEST_CASE("tagged records: compressed, negative, set and refreshed keep the stamp at byte 17") {
+  HiredisClient client(testsupport::clientOptions());
+  auto options = testsupport::cacheOptions("stamped");
+  options.compressor = std::make_shared<cacheaside::Lz4Compressor>();
+  options.compressAbove = 1024;
+  options.ttl = std::chrono::seconds(60);
+  options.staleWindow = std::chrono::seconds(30);
+  CacheAside<std::string> cache(client, options);
+  cacheaside::CallOptions tagged;
+  tagged.tags = {"t1", std::string(1024, 'x')};
+  const auto raw = [&](const char* key) {
+    return testsupport::cmd(client, {"GET", cacheaside::store::valueKey(options.keyNamespace, key)})
+        .str;
+  };
+  const auto serverNow = [&] {
+    const auto t = testsupport::cmd(client, {"TIME"});
+    return std::stoll(t.elements.at(0).str) * 1000 + std::stoll(t.elements.at(1).str) / 1000;
+  };
+  // The stamp, in (now, now + ttl + stale + jitter]; the tags field after it; payload whole.
+  const auto checkStamped = [&](const char* key, const std::string& value) {
+    const std::string bytes = raw(key);
+    INFO(key);
+    REQUIRE(cacheaside::envelope::hasExpiryStampSlot(bytes));
+    const auto env = cacheaside::codec::inspect(bytes);
+    REQUIRE(env);
+    const auto at = static_cast<long long>(cacheaside::envelope::expiresAt(*env));
+    const long long now = serverNow();
+    CHECK(at > now);
+    CHECK(at <= now + 100000);
+    const auto tags =
+        cacheaside::envelope::findField(env->extensions, cacheaside::envelope::kTagsField);
+    REQUIRE(tags);
+    CHECK(cacheaside::envelope::tagGeneration(*tags, "t1"));
+    CHECK(cacheaside::envelope::tagGeneration(*tags, std::string(1024, 'x')));
+    CHECK(cache.get(key) == value);
+  };
+  const std::string big = bigJson(16 * 1024);
+  CHECK(cache.getOrLoad(
+            "big", [&] { return big; }, tagged) == big);
+  checkStamped("big", big);
+  CHECK(cache.getOrLoad(
+            "small", [] { return std::string("tiny"); }, tagged) == "tiny");
+  checkStamped("small", "tiny");
+
+  CHECK_FALSE(cache.getOrLoad(
+      "none", [] { return std::optional<std::string>(); }, tagged));
+  const std::string negative = raw("none");
+  CHECK_FALSE(cacheaside::envelope::hasExpiryStampSlot(negative));
+  const auto env = cacheaside::codec::inspect(negative);
+  REQUIRE(env);
+  CHECK(env->kind == cacheaside::EntryKind::Negative);
+  CHECK(env->payload.empty());
+  CHECK(cacheaside::envelope::findField(env->extensions, cacheaside::envelope::kTagsField));
+
+  REQUIRE(cache.set("written", big));
+  CHECK(cacheaside::envelope::hasExpiryStampSlot(raw("written")));
+  CHECK(cache.get("written") == big);
+
+  // A refresh of a stale value writes a stamped, tagged record too.
+  auto shortOptions = options;
+  shortOptions.ttl = std::chrono::milliseconds(200);
+  shortOptions.ttlJitter = 0.0;
+  CacheAside<std::string> shortLived(client, shortOptions);
+  int refreshes = 0;
+  CHECK(shortLived.getOrLoad(
+            "r", [] { return std::string("first"); }, tagged) == "first");
+  REQUIRE(testsupport::eventually([&] {
+    shortLived.getOrLoad(
+        "r", [&] { return "again" + std::to_string(++refreshes); }, tagged);
+    return refreshes > 0;
+  }));
+  checkStamped("r", "again1");
 }
