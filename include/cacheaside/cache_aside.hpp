@@ -279,6 +279,7 @@ public:
   std::shared_ptr<const T> getOrLoadShared(std::string_view key, Loader&& loader,
                                            const CallOptions& call = {},
                                            Outcome* outcome = nullptr) {
+    (void)call.applyTo(options_.entry()); // a near hit refuses what a Redis read would
     if (near_ && call.tags.empty()) {
       if (auto held = near_->find(store::valueKey(options_.keyNamespace, key))) {
         if (outcome != nullptr) {

@@ -19,6 +19,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -266,4 +267,15 @@ TEST_CASE("near cache: calls that name tags bypass it, so invalidateTag is never
   REQUIRE(warmUp(cache, "u", loader));
   CHECK(cache.getOrLoad("u", loader, books) == "v5"); // the untagged record lacks the tag
   CHECK(loads == 5);
+}
+
+TEST_CASE("near cache: a near hit refuses invalid call options as a Redis read does") {
+  Near n(testsupport::clientOptions());
+  CacheAside<std::string> cache(n.client, n.options);
+  const auto loader = [] { return std::string("v"); };
+  REQUIRE(warmUp(cache, "k", loader));
+  cacheaside::CallOptions bad;
+  bad.ttl = std::chrono::milliseconds(-1);
+  CHECK_THROWS_AS(cache.getOrLoad("k", loader, bad), std::invalid_argument);
+  CHECK_THROWS_AS(cache.getOrLoadShared("k", loader, bad), std::invalid_argument);
 }
