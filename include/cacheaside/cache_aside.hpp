@@ -225,6 +225,7 @@ public:
                   "pairs");
     flow::Settings settings = settingsFor(call);
     settings.readTtl = false; // a batch refreshes nothing: it serves stale values as they are
+    settings.peekFirst = false; // hits and leases in one round trip
     std::vector<std::string_view> distinct;
     std::vector<std::size_t> slot; // position -> index in distinct
     std::unordered_map<std::string_view, std::size_t> seen;
@@ -476,6 +477,7 @@ private:
     s.pollInitial = options_.pollInitial;
     s.pollMax = options_.pollMax;
     s.failSafeThrottle = options_.failSafeThrottle;
+    s.peekFirst = options_.lookup == LookupMode::Peek;
     if (!call.tags.empty()) {
       s.tags = call.tags;
       s.tagKeys.reserve(call.tags.size());
