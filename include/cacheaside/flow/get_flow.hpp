@@ -1,10 +1,11 @@
 #pragma once
 /// \file flow/get_flow.hpp
 /// The get-or-load decisions for one key, as a step machine with no I/O: look (taking the lease
-/// when the key is empty, at once or after a plain GET found nothing), wait with growing pauses while another caller loads, take over bytes
-/// that do not decode, read without leases from a Redis that refuses writes, load, and write
-/// back through the lease (or give the lease up). The driver performs each Action and resumes
-/// the flow with its outcome; unit tests do the same with scripted replies.
+/// when the key is empty, at once or after a plain GET found nothing), wait with growing pauses
+/// while another caller loads, take over bytes that do not decode, read without leases from a Redis
+/// that refuses writes, load, and write back through the lease (or give the lease up). The driver
+/// performs each Action and resumes the flow with its outcome; unit tests do the same with scripted
+/// replies.
 ///
 /// Every path ends: waits by the wait budget, takeovers after kMaxTakeovers, a server's
 /// "unsupported" answer after one retry with the scripted lookup.
@@ -45,8 +46,8 @@ public:
   /// A flow for keys (its lease token is drawn when it first tries a lease). The references
   /// must outlive the flow.
   GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink)
-      : store_(store), keys_(keys), settings_(settings), sink_(sink),
-        pause_(settings.pollInitial) {}
+      : store_(store), keys_(keys), settings_(settings), sink_(sink), pause_(settings.pollInitial) {
+  }
 
   GetFlow(const GetFlow&) = delete;
   GetFlow& operator=(const GetFlow&) = delete;
