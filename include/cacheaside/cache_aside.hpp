@@ -224,7 +224,7 @@ public:
                   "cacheaside: the batch loader must return (key, T) or (key, std::optional<T>) "
                   "pairs");
     flow::Settings settings = settingsFor(call);
-    settings.readTtl = false; // a batch refreshes nothing: it serves stale values as they are
+    settings.readTtl = false;   // a batch refreshes nothing: it serves stale values as they are
     settings.peekFirst = false; // hits and leases in one round trip
     std::vector<std::string_view> distinct;
     std::vector<std::size_t> slot; // position -> index in distinct
