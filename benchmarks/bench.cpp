@@ -343,7 +343,7 @@ void hitPath(const Config& cfg, cacheaside::HiredisClient& client, const Product
   }
   const auto s = json.stats();
   if (s.loads != 0 || msgpack.stats().loads != 0 || cbor.stats().loads != 0 ||
-      jsonOneCommand.stats().loads != 0 || msgpackCxx.stats().loads != 0) {
+      jsonLease.stats().loads != 0 || msgpackCxx.stats().loads != 0) {
     throw std::runtime_error("bench: the hit path loaded");
   }
 }
