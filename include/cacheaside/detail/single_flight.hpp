@@ -1,8 +1,9 @@
 #pragma once
 // In-process single-flight: concurrent calls for one key run the work once and share its result
 // or its exception. An entry lives only while its work runs, or until forget() closes it to
-// later callers. The work may also close it to later callers for a while (when what it is doing
-// may predate them) and open it again.
+// later callers. Work that takes a Gate is closed to later callers until it opens the gate (when
+// what it is doing may no longer predate them); only then does it enter the table, so that work
+// that never opens (a cache hit) costs one lookup under the shard's lock and no allocation.
 
 #include <cacheaside/errors.hpp>
 #include <cacheaside/store/keys.hpp>
@@ -32,22 +33,47 @@ public:
   /// The running call's say over whether later callers may join it.
   class Gate {
   public:
-    /// Lets later callers join the call (and wait for its result).
-    void open() { set(true); }
+    /// Lets later callers join the call (and wait for its result). The first open() enters
+    /// the call in the table, unless another call for the key is there already (this one then
+    /// stays on its own).
+    void open() {
+      if (shard_ == nullptr) {
+        return;
+      }
+      std::lock_guard<std::mutex> lock(shard_->mutex);
+      if (flight_) {
+        flight_->joinable = true;
+        return;
+      }
+      if (entered_) {
+        return; // forgotten, or another call had the key: stays on its own
+      }
+      entered_ = true;
+      auto [it, inserted] = shard_->flights.try_emplace(*key_);
+      if (inserted) {
+        it->second = std::make_shared<Flight>();
+        it->second->joinable = true;
+        flight_ = it->second;
+      }
+    }
     /// Sends later callers off to run the work themselves, without a flight.
-    void close() { set(false); }
+    void close() {
+      if (shard_ != nullptr && flight_) {
+        std::lock_guard<std::mutex> lock(shard_->mutex);
+        flight_->joinable = false;
+      }
+    }
 
   private:
     friend class SingleFlight;
-    Gate(Shard* shard, Flight* flight) : shard_(shard), flight_(flight) {}
-    void set(bool joinable) {
-      if (flight_ != nullptr) {
-        std::lock_guard<std::mutex> lock(shard_->mutex);
-        flight_->joinable = joinable;
-      }
-    }
-    Shard* shard_;
-    Flight* flight_; // null: the work runs without a flight
+    Gate(Shard* shard, const std::string* key, std::shared_ptr<Flight> flight)
+        : shard_(shard), key_(key), flight_(std::move(flight)), entered_(flight_ != nullptr) {}
+    // Only the thread running the work touches the gate; the flight's joinable flag and the
+    // table are guarded by the shard's mutex.
+    Shard* shard_;                   // null: the work runs without a flight, for good
+    const std::string* key_;         // the key the flight is entered under
+    std::shared_ptr<Flight> flight_; // null until entered
+    bool entered_;                   // open() has tried to enter
   };
 
   /// Runs work for key unless a call for key is already running and open, in which case it calls
@@ -66,20 +92,26 @@ public:
                     "reads the key it is loading)");
       }
     }
+    constexpr bool kGated = std::is_invocable_v<Work&, Gate&>;
     Shard& shard = shardFor(key);
     std::shared_ptr<Flight> flight;
     bool joined = false;
+    bool alone = false; // found a closed call, or may not join: runs without a flight
     {
       std::lock_guard<std::mutex> lock(shard.mutex);
-      auto [it, inserted] = shard.flights.try_emplace(key);
-      if (inserted) {
-        it->second = std::make_shared<Flight>();
-        it->second->joinable = !std::is_invocable_v<Work&, Gate&>;
-        flight = it->second;
-      } else if (mayJoin && it->second->joinable) {
-        flight = it->second;
-        ++flight->followers;
-        joined = true;
+      const auto it = shard.flights.find(key);
+      if (it != shard.flights.end()) {
+        if (mayJoin && it->second->joinable) {
+          flight = it->second;
+          ++flight->followers;
+          joined = true;
+        } else {
+          alone = true;
+        }
+      } else if (!kGated) {
+        flight = std::make_shared<Flight>();
+        flight->joinable = true;
+        shard.flights.emplace(key, flight);
       }
     }
     if (joined) {
@@ -93,19 +125,19 @@ public:
     }
     here.emplace_back(this, &key);
     const Running running{here};
-    Gate gate(flight ? &shard : nullptr, flight.get());
-    if (!flight) {
+    Gate gate(alone ? nullptr : &shard, &key, flight);
+    if (alone) {
       return invoke(work, gate);
     }
     try {
       R result = invoke(work, gate);
-      if (retire(shard, key, *flight) > 0) {
-        publish(*flight, &result, nullptr);
+      if (Flight* entered = gate.flight_.get(); entered && retire(shard, key, *entered) > 0) {
+        publish(*entered, &result, nullptr);
       }
       return result;
     } catch (...) {
-      if (retire(shard, key, *flight) > 0) {
-        publish(*flight, nullptr, std::current_exception());
+      if (Flight* entered = gate.flight_.get(); entered && retire(shard, key, *entered) > 0) {
+        publish(*entered, nullptr, std::current_exception());
       }
       throw;
     }
