@@ -444,10 +444,11 @@ private:
         timedOut(deadline);
       }
       // Set anew when it would outlast the deadline by more than a millisecond (poll(2)'s
-      // granularity), or is far shorter than what is left.
-      if (conn.receiveTimeout > left + std::chrono::milliseconds(1) ||
-          conn.receiveTimeout < left / 2) {
-        setReceiveTimeout(conn, left);
+      // granularity), or is far shorter than what is left (up to kLongestReceiveWait).
+      const auto wait = std::min<Clock::duration>(left, kLongestReceiveWait);
+      if (conn.receiveTimeout > wait + std::chrono::milliseconds(1) ||
+          conn.receiveTimeout < wait / 2) {
+        setReceiveTimeout(conn, wait);
       }
       const ssize_t n = ::recv(conn.ctx->fd, buffer, size, 0);
       if (n > 0) {
@@ -462,6 +463,11 @@ private:
       }
     }
   }
+
+  // The longest single recv(2) wait. The kernel times SO_RCVTIMEO on its timer wheel, whose
+  // granularity grows with the timeout (a 20 s wait may end 2 s late at HZ 250); waits this
+  // short end within a jiffy of their time.
+  static constexpr std::chrono::milliseconds kLongestReceiveWait{50};
 
   void setReceiveTimeout(Connection& conn, Clock::duration timeout) const {
     const auto us = std::max<long long>(
@@ -556,7 +562,8 @@ private:
       ioFailed("fcntl");
     }
     Connection conn{std::move(ctx), {}, {}};
-    setReceiveTimeout(conn, options_.commandTimeout);
+    setReceiveTimeout(conn, std::min<Clock::duration>(options_.commandTimeout,
+                                                      kLongestReceiveWait));
     handshake(conn, deadline);
     return conn;
   }
