@@ -562,8 +562,8 @@ private:
       ioFailed("fcntl");
     }
     Connection conn{std::move(ctx), {}, {}};
-    setReceiveTimeout(conn, std::min<Clock::duration>(options_.commandTimeout,
-                                                      kLongestReceiveWait));
+    setReceiveTimeout(conn,
+                      std::min<Clock::duration>(options_.commandTimeout, kLongestReceiveWait));
     handshake(conn, deadline);
     return conn;
   }
