@@ -3,6 +3,7 @@
 
 #include <cacheaside/client/resp.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -11,6 +12,8 @@
 using cacheaside::Reply;
 using cacheaside::detail::Parsed;
 using cacheaside::detail::parseReply;
+using cacheaside::detail::ReplyScan;
+using cacheaside::detail::scanReply;
 
 namespace {
 struct Result {
@@ -190,4 +193,69 @@ TEST_CASE("a pipeline's replies parse one after another from one buffer") {
   CHECK(cursor == end);
   Reply none;
   CHECK(parseReply(cursor, end, none) == Parsed::NeedMore);
+}
+
+TEST_CASE("a reply scanned as it grows is whole exactly where parsing finds it whole") {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 200; ++round) {
+    const Reply expected = randomReply(rng, 0);
+    const std::string bytes = encode(expected) + ":1\r\n"; // the next reply of a pipeline
+    const std::size_t size = bytes.size() - 4;
+    // The bytes arrive in random pieces; the scan resumes with each longer prefix.
+    ReplyScan scan;
+    std::size_t have = 0;
+    Parsed got = Parsed::NeedMore;
+    while (got == Parsed::NeedMore) {
+      REQUIRE(have < bytes.size());
+      have = std::min(bytes.size(), have + 1 + rng() % 40);
+      got = scanReply(bytes.data(), bytes.data() + have, scan);
+      if (got == Parsed::NeedMore && have >= size) {
+        FAIL("whole at " << size << " bytes, still NeedMore at " << have);
+      }
+    }
+    REQUIRE(got == Parsed::Complete);
+    CHECK(have >= size);
+    CHECK(scan.at == size); // walked the reply and no further
+  }
+}
+
+TEST_CASE("scanning resumes after the whole elements it walked, without walking them again") {
+  const std::string bytes = "*3\r\n$3\r\nabc\r\n:7\r\n$5\r\nhel";
+  ReplyScan scan;
+  CHECK(scanReply(bytes.data(), bytes.data() + bytes.size(), scan) == Parsed::NeedMore);
+  CHECK(scan.at == bytes.size() - 7); // at "$5": the element that is not whole yet
+  // The walked part is not looked at again: even rubbish there does not matter now.
+  std::string later = std::string(scan.at, '?') + bytes.substr(scan.at) + "lo\r\n";
+  CHECK(scanReply(later.data(), later.data() + later.size(), scan) == Parsed::Complete);
+  CHECK(scan.at == later.size());
+}
+
+TEST_CASE("a scan finds invalid what parsing finds invalid") {
+  const std::vector<std::string> bad = {
+      "?x\r\n",
+      "+OK\rX",
+      ":12a\r\n",
+      ":\r\n",
+      "$-2\r\n",
+      "$3\r\nabcXY",
+      "*-5\r\n",
+      "%1\r\n",
+      "*2\r\n:1\r\n:x\r\n",
+      "$99999999999999\r\n",
+      "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+  };
+  for (const std::string& b : bad) {
+    INFO(b);
+    ReplyScan scan;
+    CHECK(scanReply(b.data(), b.data() + b.size(), scan) == Parsed::Invalid);
+    CHECK(parse(b).parsed == Parsed::Invalid);
+  }
+  const std::vector<std::string> good = {"*0\r\n", "*-1\r\n", "$-1\r\n", "$0\r\n\r\n",
+                                         "*2\r\n-ERR x\r\n*0\r\n"};
+  for (const std::string& g : good) {
+    INFO(g);
+    ReplyScan scan;
+    CHECK(scanReply(g.data(), g.data() + g.size(), scan) == Parsed::Complete);
+    CHECK(scan.at == g.size());
+  }
 }

@@ -396,6 +396,10 @@ private:
     std::size_t parsed = 0; // bytes of pending already parsed
     char chunk[16 * 1024];
     const std::size_t wanted = out.size() + count;
+    // A reply that came up short is scanned (resuming) until it is whole, then parsed once:
+    // parsing it again after each chunk would copy its finished strings again each time.
+    detail::ReplyScan scan;
+    bool partial = false;
     while (out.size() < wanted) {
       const std::size_t n = readSome(conn, chunk, sizeof chunk, deadline);
       const char* from = chunk;
@@ -407,9 +411,17 @@ private:
       }
       const char* cursor = from;
       while (out.size() < wanted) {
+        if (partial) {
+          if (detail::scanReply(cursor, end, scan) == detail::Parsed::NeedMore) {
+            break;
+          }
+          partial = false; // whole, or Invalid, which parseReply() reports below
+        }
         Reply reply;
         const detail::Parsed got = detail::parseReply(cursor, end, reply);
         if (got == detail::Parsed::NeedMore) {
+          partial = true;
+          scan = detail::ReplyScan{};
           break;
         }
         if (got == detail::Parsed::Invalid) {

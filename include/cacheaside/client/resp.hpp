@@ -125,6 +125,84 @@ inline Parsed parse(const char*& cursor, const char* end, Reply& out, int depth)
 }
 } // namespace resp
 
+/// Where scanReply() got in a reply that arrives in pieces, so that it resumes there.
+struct ReplyScan {
+  std::size_t at = 0; ///< bytes of the reply walked (whole elements only)
+  int depth = 0;      ///< the level of the element to walk next (0: the reply itself)
+  long long left[kMaxReplyDepth + 1] = {1}; ///< elements still to walk at each level
+};
+
+/// Checks, without copying, whether [begin, end) starts with a whole RESP2 reply, resuming from
+/// scan (fresh for each reply, kept across calls with the same begin and a later end): Complete,
+/// NeedMore or Invalid as parseReply() would answer. A reply arriving in many pieces is walked
+/// once in all, where parsing it again after each piece would copy its strings again each time.
+inline Parsed scanReply(const char* begin, const char* end, ReplyScan& scan) {
+  const char* p = begin + scan.at;
+  while (scan.depth >= 0) {
+    if (scan.left[scan.depth] == 0) {
+      --scan.depth;
+      continue;
+    }
+    if (p == end) {
+      return Parsed::NeedMore;
+    }
+    const char type = *p;
+    const auto* cr =
+        static_cast<const char*>(std::memchr(p + 1, '\r', static_cast<std::size_t>(end - p - 1)));
+    if (cr == nullptr || cr + 1 == end) {
+      return Parsed::NeedMore;
+    }
+    if (cr[1] != '\n') {
+      return Parsed::Invalid;
+    }
+    const char* next = cr + 2;
+    long long n = 0;
+    switch (type) {
+    case '+':
+    case '-':
+      break;
+    case ':':
+      if (resp::integer(p + 1, cr, n) != Parsed::Complete) {
+        return Parsed::Invalid;
+      }
+      break;
+    case '$':
+      if (resp::integer(p + 1, cr, n) != Parsed::Complete || n < -1 || n > kMaxReplyLength) {
+        return Parsed::Invalid;
+      }
+      if (n >= 0) {
+        if (end - next < n + 2) {
+          return Parsed::NeedMore;
+        }
+        if (next[n] != '\r' || next[n + 1] != '\n') {
+          return Parsed::Invalid;
+        }
+        next += n + 2;
+      }
+      break;
+    case '*':
+      if (resp::integer(p + 1, cr, n) != Parsed::Complete || n < -1 || n > kMaxReplyLength ||
+          scan.depth >= kMaxReplyDepth) {
+        return Parsed::Invalid;
+      }
+      if (n > 0) {
+        --scan.left[scan.depth];
+        scan.left[++scan.depth] = n;
+        p = next;
+        scan.at = static_cast<std::size_t>(p - begin);
+        continue;
+      }
+      break;
+    default:
+      return Parsed::Invalid;
+    }
+    --scan.left[scan.depth];
+    p = next;
+    scan.at = static_cast<std::size_t>(p - begin);
+  }
+  return Parsed::Complete;
+}
+
 /// Parses one RESP2 reply from [cursor, end) into out and, when Complete, moves cursor past it.
 /// On NeedMore, call again from the same cursor once more bytes follow.
 inline Parsed parseReply(const char*& cursor, const char* end, Reply& out) {
