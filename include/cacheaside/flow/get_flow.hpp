@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -44,8 +45,15 @@ public:
 
   /// A flow for keys, with its own lease token. The references must outlive the flow.
   GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink)
-      : store_(store), keys_(keys), settings_(settings), sink_(sink), lease_(codec::leaseRecord()),
-        pause_(settings.pollInitial) {}
+      : GetFlow(store, keys, settings, sink, {}) {}
+
+  /// A flow for keys leasing with lease (a codec::leaseRecord(), borrowed: it must outlive the
+  /// flow), so that the flows of a batch, which lease distinct keys, share one token.
+  GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink,
+          std::string_view lease)
+      : store_(store), keys_(keys), settings_(settings), sink_(sink),
+        ownLease_(lease.empty() ? codec::leaseRecord() : std::string()),
+        lease_(lease.empty() ? std::string_view(ownLease_) : lease), pause_(settings.pollInitial) {}
 
   GetFlow(const GetFlow&) = delete;
   GetFlow& operator=(const GetFlow&) = delete;
@@ -386,7 +394,8 @@ private:
   const store::Keys& keys_;
   const Settings& settings_;
   Sink& sink_;
-  const std::string lease_;
+  const std::string ownLease_; // the token when none was lent
+  const std::string_view lease_;
   State state_ = State::Idle;
   std::vector<Command> commands_;
   std::vector<Reply> replies_, looked_;
