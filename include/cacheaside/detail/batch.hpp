@@ -329,6 +329,7 @@ private:
     std::vector<Answer> answers;
     {
       std::vector<LeaseJob> renewals;
+      renewals.reserve(which.size());
       for (const std::size_t n : which) {
         const flow::LeaseRef& lease = items[n].a.renew;
         if (!lease.key.empty()) {

@@ -18,15 +18,17 @@ namespace cacheaside::store {
 /// Appends s to out with '%', '{' and '}' percent-encoded: the result holds no brace.
 inline void appendEscaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
-  for (const char c : s) {
-    if (c == '%' || c == '{' || c == '}') {
-      const auto u = static_cast<unsigned char>(c);
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xF]);
-    } else {
-      out.push_back(c);
+  for (;;) {
+    const std::size_t at = s.find_first_of("%{}"); // the bytes between go in one append
+    out.append(s.substr(0, at));
+    if (at == std::string_view::npos) {
+      return;
     }
+    const auto u = static_cast<unsigned char>(s[at]);
+    out.push_back('%');
+    out.push_back(kHex[u >> 4]);
+    out.push_back(kHex[u & 0xF]);
+    s.remove_prefix(at + 1);
   }
 }
 
