@@ -231,6 +231,7 @@ public:
     // A batch refreshes nothing: it serves stale values as they are. It reads the TTL only to
     // bound the near copies it installs (calls that name tags bypass the near cache).
     settings.readTtl = near_ && settings.tags.empty();
+    settings.peekFirst = false; // hits and leases in one round trip
     const detail::DistinctKeys distinct(keys);
     using Batch = detail::BatchRunner<T, S>;
     auto load = [&](const std::vector<std::size_t>& which) {
@@ -476,6 +477,7 @@ private:
     s.pollInitial = options_.pollInitial;
     s.pollMax = options_.pollMax;
     s.failSafeThrottle = options_.failSafeThrottle;
+    s.peekFirst = options_.lookup == LookupMode::Peek;
     if (!call.tags.empty()) {
       s.tags = call.tags;
       s.tagKeys.reserve(call.tags.size());

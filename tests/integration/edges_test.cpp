@@ -234,10 +234,11 @@ public:
   testsupport::Latch read{1}; ///< counted down once the held lookup has run on Redis
 
 private:
-  // SET ... NX ... GET, or the scripted lookup of Redis < 7 (by SHA-1 or by source).
+  // The peek (GET), SET ... NX ... GET, or the scripted lookup of Redis < 7 (by SHA-1 or by
+  // source).
   static bool looksUp(const Command& c) {
     const cacheaside::Script& scripted = scripts::lookup();
-    return isLookup(c) || runsScript(c, scripted) ||
+    return isLookup(c) || c.argv.front() == "GET" || runsScript(c, scripted) ||
            (c.argv.size() > 1 && c.argv[0] == "EVAL" && c.argv[1] == scripted.source());
   }
 

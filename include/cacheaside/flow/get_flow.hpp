@@ -1,10 +1,11 @@
 #pragma once
 /// \file flow/get_flow.hpp
 /// The get-or-load decisions for one key, as a step machine with no I/O: look (taking the lease
-/// when the key is empty), wait with growing pauses while another caller loads, take over bytes
-/// that do not decode, read without leases from a Redis that refuses writes, load, and write
-/// back through the lease (or give the lease up). The driver performs each Action and resumes
-/// the flow with its outcome; unit tests do the same with scripted replies.
+/// when the key is empty, at once or after a plain GET found nothing), wait with growing pauses
+/// while another caller loads, take over bytes that do not decode, read without leases from a Redis
+/// that refuses writes, load, and write back through the lease (or give the lease up). The driver
+/// performs each Action and resumes the flow with its outcome; unit tests do the same with scripted
+/// replies.
 ///
 /// Every path ends: waits by the wait budget, takeovers after kMaxTakeovers, a server's
 /// "unsupported" answer after one retry with the scripted lookup.
@@ -43,28 +44,37 @@ public:
   /// Takeovers of undecodable bytes one call attempts before it loads without caching.
   static constexpr int kMaxTakeovers = 2;
 
-  /// A flow for keys, with its own lease token. The references must outlive the flow.
+  /// A flow for keys (its lease token is drawn when it first tries a lease). The references
+  /// must outlive the flow.
   GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink)
       : GetFlow(store, keys, settings, sink, {}) {}
 
   /// A flow for keys leasing with lease (a codec::leaseRecord(), borrowed: it must outlive the
-  /// flow), so that the flows of a batch, which lease distinct keys, share one token.
+  /// flow; empty: drawn when first needed), so that the flows of a batch, which lease distinct
+  /// keys, share one token.
   GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink,
           std::string_view lease)
-      : store_(store), keys_(keys), settings_(settings), sink_(sink),
-        ownLease_(lease.empty() ? codec::leaseRecord() : std::string()),
-        lease_(lease.empty() ? std::string_view(ownLease_) : lease), pause_(settings.pollInitial) {}
+      : store_(store), keys_(keys), settings_(settings), sink_(sink), lent_(lease),
+        pause_(settings.pollInitial) {}
 
   GetFlow(const GetFlow&) = delete;
   GetFlow& operator=(const GetFlow&) = delete;
 
   /// The first step: the lookup.
-  Action start() { return sendLookup(); }
+  Action start() { return look(); }
 
   /// Resumes with the replies to the commands of the last Send.
   Action onReplies(std::vector<Reply> replies, Clock::time_point now) {
     replies_ = std::move(replies);
     switch (state_) {
+    case State::Peeking: {
+      const store::Lookup found = store_.parsePeek(replies_, now);
+      if (found.kind == store::Lookup::Kind::Empty) {
+        return sendLookup(); // nothing there: now take the lease
+      }
+      readGenerations(settings_, replies_, generations_, sink_);
+      return onLookup(found, now, true);
+    }
     case State::Looking:
       readGenerations(settings_, replies_, generations_, sink_);
       return onLookup(store_.parseLookup(replies_, now), now, true);
@@ -108,6 +118,7 @@ public:
       leftBehind_ = true;
       countFirst(Counter::misses);
       return load(false);
+    case State::Peeking: // no lease can have been taken
     case State::ReadOnly:
       countFirst(Counter::misses);
       return load(false);
@@ -124,7 +135,7 @@ public:
   }
 
   /// Resumes after a Sleep: looks again (which takes the lease if the holder is gone).
-  Action onSlept() { return sendLookup(); }
+  Action onSlept() { return look(); }
 
   /// Resumes after a Decode: ok when the payload decoded into a T (kept by the driver). u is a
   /// uniform draw in (0, 1] for XFetch.
@@ -163,7 +174,7 @@ public:
     if (!settings_.tags.empty()) {
       stampGenerations(record_bytes_, settings_, generations_);
     }
-    std::vector<Command> commands{store::Store::fill(keys_.value, lease_, record_bytes_, ms_)};
+    std::vector<Command> commands{store::Store::fill(keys_.value, token(), record_bytes_, ms_)};
     appendTagReads(settings_, commands); // reads the tags again, to see if one moved meanwhile
     return send(State::Filling, std::move(commands));
   }
@@ -191,7 +202,7 @@ public:
     if (!leftBehind_) {
       return std::nullopt;
     }
-    return LeaseRef{keys_.value, {}, lease_};
+    return LeaseRef{keys_.value, {}, token()};
   }
   /// The tag generations the last lookup read (empty without tags): a refresh stamps them.
   const std::vector<std::string>& generations() const noexcept { return generations_; }
@@ -199,6 +210,7 @@ public:
 private:
   enum class State {
     Idle,
+    Peeking,
     Looking,
     Timing,
     ReadOnly,
@@ -216,9 +228,18 @@ private:
            (settings_.xfetchBeta > 0 || settings_.entry.staleWindow.count() > 0);
   }
 
+  Action look() { return settings_.peekFirst ? sendPeek() : sendLookup(); }
+
+  Action sendPeek() {
+    std::vector<Command> commands;
+    store_.peek(keys_, judgesFreshness(), commands);
+    appendTagReads(settings_, commands);
+    return send(State::Peeking, std::move(commands));
+  }
+
   Action sendLookup() {
     std::vector<Command> commands;
-    store_.lookup(keys_, lease_, judgesFreshness(), commands);
+    store_.lookup(keys_, lease(), judgesFreshness(), commands);
     appendTagReads(settings_, commands);
     return send(State::Looking, std::move(commands));
   }
@@ -242,9 +263,9 @@ private:
       return load(false);
     case store::Lookup::Kind::WriteRefused:
       sink_.count(Counter::redisErrors);
-      if (state_ == State::Looking && first_) {
+      if (state_ == State::Looking && first_ && !settings_.peekFirst) {
         // Redis refuses writes but may still read: serve hits with a plain GET rather than
-        // load every request.
+        // load every request (a peek has just read the key empty).
         std::vector<Command> commands{store_.get(keys_)};
         appendTagReads(settings_, commands);
         return send(State::ReadOnly, std::move(commands));
@@ -291,7 +312,7 @@ private:
       if (expiresAt_ != 0 && serverNow) {
         const auto left = static_cast<long long>(expiresAt_) - *serverNow;
         pttl_ = std::max(left, 0LL);
-      } else if (state_ == State::Looking) {
+      } else if (state_ == State::Looking || state_ == State::Peeking) {
         // A record of an earlier version (no stamp), or no clock sample yet: ask the server.
         // The replies hold the record's bytes: moving them keeps the views valid.
         looked_ = std::move(replies_);
@@ -334,7 +355,7 @@ private:
       return load(false);
     }
     sha1_ = detail::sha1Hex(bytes);
-    return send(State::TakingOver, {store_.takeover(keys_, sha1_, lease_)});
+    return send(State::TakingOver, {store_.takeover(keys_, sha1_, lease())});
   }
 
   Action load(bool encode) {
@@ -342,7 +363,7 @@ private:
     Action a = Action::of(Action::Kind::Load);
     a.encode = encode;
     if (encode) {
-      a.renew = LeaseRef{keys_.value, {}, lease_};
+      a.renew = LeaseRef{keys_.value, {}, token()};
     }
     return a;
   }
@@ -365,7 +386,7 @@ private:
   }
 
   Action sendRelease() {
-    return send(State::Releasing, {store::Store::release(keys_.value, lease_)});
+    return send(State::Releasing, {store::Store::release(keys_.value, token())});
   }
 
   Action send(State next, std::vector<Command> commands) {
@@ -382,6 +403,22 @@ private:
     return Action::of(Action::Kind::Done);
   }
 
+  // The lease token, drawn when first needed (a hit needs none). Commands hold views of it.
+  std::string_view lease() {
+    if (!lent_.empty()) {
+      return lent_;
+    }
+    if (lease_.empty()) {
+      lease_ = codec::leaseRecord();
+    }
+    return lease_;
+  }
+
+  // The token once lease() was called.
+  std::string_view token() const noexcept {
+    return lent_.empty() ? std::string_view(lease_) : lent_;
+  }
+
   // Hits and misses count the first look only.
   void countFirst(Counter c) {
     if (first_) {
@@ -394,8 +431,8 @@ private:
   const store::Keys& keys_;
   const Settings& settings_;
   Sink& sink_;
-  const std::string ownLease_; // the token when none was lent
-  const std::string_view lease_;
+  std::string_view lent_; // a token lent by the driver, else empty
+  std::string lease_;
   State state_ = State::Idle;
   std::vector<Command> commands_;
   std::vector<Reply> replies_, looked_;

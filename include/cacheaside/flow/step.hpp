@@ -106,6 +106,9 @@ struct Settings {
   /// Whether lookups ask for the remaining TTL when XFetch or a stale window would use it
   /// (batches, which refresh nothing, do not).
   bool readTtl = true;
+  /// Whether a look starts with a plain GET and takes the lease only after it found nothing
+  /// (CacheOptions::lookup Peek); false: the lookup takes it at once.
+  bool peekFirst = false;
   /// CallOptions::tags (empty: the call checks and stamps no tags).
   std::vector<std::string> tags;
   /// The Redis key of each tag's generation, in the order of tags.

@@ -83,6 +83,26 @@ public:
     }
   }
 
+  /// Appends a look that takes no lease: a plain GET (the cheapest command for a hit), with
+  /// the server's TIME as lookup() adds it.
+  void peek(const Keys& keys, bool withTtl, std::vector<Command>& out) const {
+    out.push_back(get(keys));
+    if (withTtl && clock_.claimSample()) {
+      out.push_back({keys.value, {"TIME"}});
+    }
+  }
+
+  /// Parses the replies to peek(), received at now, as parseGet() does.
+  Lookup parsePeek(const std::vector<Reply>& replies, ServerClock::Clock::time_point now) const {
+    if (replies.empty()) {
+      return Lookup{};
+    }
+    if (replies.size() > 1) {
+      clock_.sample(replies[1], now);
+    }
+    return parseGet(replies.front());
+  }
+
   /// Parses the replies to lookup(), received at now. On a server without SET ... NX ... GET,
   /// switches this store to the scripted lookup and answers Unsupported: the caller looks
   /// again.
