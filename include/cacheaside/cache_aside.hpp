@@ -158,7 +158,7 @@ public:
             joined = true;
             backend_.count(Counter::coalesced);
           },
-          attempt == 0);
+          attempt == 0, settings.entry.waitBudget);
       // A joined load that was not written back through its lease may predate an invalidation
       // this caller must see (one that fenced it): look again, on its own.
       if (!(joined && found.unconfirmed)) {

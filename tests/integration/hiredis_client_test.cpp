@@ -174,9 +174,11 @@ TEST_CASE("invalid client options are rejected") {
 }
 
 TEST_CASE("connections the server closed while idle are replaced before use, not failed") {
+  // checkIdleAfter 0: checked however recently used (the default, 1 ms: see the next test).
   testsupport::RedisServer server;
   auto o = testsupport::clientOptions(server.host(), server.port());
   o.poolSize = 4;
+  o.checkIdleAfter = std::chrono::milliseconds(0);
   HiredisClient client(o);
   std::vector<std::thread> warm;
   for (int t = 0; t < 4; ++t) {
@@ -192,4 +194,22 @@ TEST_CASE("connections the server closed while idle are replaced before use, not
   for (int i = 0; i < 8; ++i) {
     CHECK_NOTHROW(testsupport::cmd(client, {"PING"}));
   }
+}
+
+TEST_CASE("a connection idle longer than checkIdleAfter is checked before use") {
+  testsupport::RedisServer server;
+  auto o = testsupport::clientOptions(server.host(), server.port());
+  o.poolSize = 1;
+  o.checkIdleAfter = std::chrono::milliseconds(5);
+  HiredisClient client(o);
+  testsupport::cmd(client, {"PING"});
+  const auto idleSince = std::chrono::steady_clock::now();
+  HiredisClient admin(testsupport::clientOptions(server.host(), server.port()));
+  REQUIRE(testsupport::cmd(admin, {"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"}).integer ==
+          1);
+  // The rule is about time: the pooled connection must have been idle past checkIdleAfter.
+  REQUIRE(testsupport::eventually([&] {
+    return std::chrono::steady_clock::now() - idleSince > std::chrono::milliseconds(20);
+  }));
+  CHECK_NOTHROW(testsupport::cmd(client, {"PING"}));
 }

@@ -4,6 +4,7 @@
 #include <cacheaside/detail/single_flight.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -210,4 +211,126 @@ TEST_CASE("work that runs its own key again throws, with or without a flight") {
   release.countDown();
   leader.join();
   CHECK(flights.inFlight() == 0);
+}
+
+TEST_CASE("a gated call is outside the table until it opens or holds: later callers run alone") {
+  using Gate = SingleFlight<int>::Gate;
+  SingleFlight<int> flights;
+  testsupport::Latch started(1), release(1);
+  std::thread first([&] {
+    flights.run(
+        "key",
+        [&](Gate&) {
+          started.countDown();
+          release.wait();
+          return 1;
+        },
+        [] {}, true, std::chrono::seconds(10));
+  });
+  started.wait();
+  CHECK(flights.inFlight() == 0); // nothing allocated for a call that never opens (a hit)
+  int joins = 0;
+  CHECK(flights.run(
+            "key", [](Gate&) { return 2; }, [&] { ++joins; }, true, std::chrono::seconds(10)) == 2);
+  CHECK(joins == 0);
+  release.countDown();
+  first.join();
+}
+
+TEST_CASE("a caller held behind a read joins the wait that follows it") {
+  using Gate = SingleFlight<int>::Gate;
+  SingleFlight<int> flights;
+  testsupport::Latch holding(1), toOpen(1), release(1);
+  std::thread leader([&] {
+    flights.run(
+        "key",
+        [&](Gate& gate) {
+          gate.hold(); // a second read: the key was missing
+          holding.countDown();
+          toOpen.wait();
+          gate.open(); // a wait for another caller's load
+          release.wait();
+          return 1;
+        },
+        [] {});
+  });
+  holding.wait();
+  std::atomic<int> joins{0};
+  int got = 0;
+  std::thread follower([&] {
+    got = flights.run(
+        "key", [](Gate&) { return 2; }, [&] { ++joins; }, true, std::chrono::seconds(20));
+  });
+  waitUntil([&] { return flights.holding("key") == 1; });
+  CHECK(joins == 0); // held, not joined
+  toOpen.countDown();
+  waitUntil([&] { return flights.followers("key") == 1; });
+  release.countDown();
+  leader.join();
+  follower.join();
+  CHECK(got == 1);
+  CHECK(joins == 1);
+  CHECK(flights.inFlight() == 0);
+}
+
+TEST_CASE("a caller held behind a call that closes or finishes runs on its own") {
+  using Gate = SingleFlight<int>::Gate;
+  SingleFlight<int> flights;
+  for (const bool closes : {true, false}) {
+    INFO((closes ? "closes" : "finishes"));
+    testsupport::Latch holding(1), toEnd(1), release(1);
+    std::thread leader([&] {
+      flights.run(
+          "key",
+          [&](Gate& gate) {
+            gate.hold();
+            holding.countDown();
+            toEnd.wait();
+            if (closes) {
+              gate.close();
+              release.wait();
+            }
+            return 1;
+          },
+          [] {});
+    });
+    holding.wait();
+    std::atomic<int> joins{0};
+    int got = 0;
+    std::thread follower([&] {
+      got = flights.run(
+          "key", [](Gate&) { return 2; }, [&] { ++joins; }, true, std::chrono::seconds(20));
+    });
+    waitUntil([&] { return flights.holding("key") == 1; });
+    toEnd.countDown();
+    follower.join(); // ran its own work, whether the leader is still running or not
+    release.countDown();
+    leader.join();
+    CHECK(got == 2);
+    CHECK(joins == 0);
+    CHECK(flights.inFlight() == 0);
+  }
+}
+
+TEST_CASE("a held caller runs on its own once its hold limit passes") {
+  using Gate = SingleFlight<int>::Gate;
+  SingleFlight<int> flights;
+  testsupport::Latch holding(1), release(1);
+  std::thread leader([&] {
+    flights.run(
+        "key",
+        [&](Gate& gate) {
+          gate.hold();
+          holding.countDown();
+          release.wait();
+          return 1;
+        },
+        [] {});
+  });
+  holding.wait();
+  // The leader stays held until the follower is done: only the limit can end the hold.
+  CHECK(flights.run(
+            "key", [](Gate&) { return 2; }, [] {}, true, std::chrono::milliseconds(20)) == 2);
+  release.countDown();
+  leader.join();
 }

@@ -1,13 +1,13 @@
 #pragma once
 /// \file client/hiredis.hpp
-/// RedisClient over hiredis (0.14 and 1.x): a thread-safe pool of non-blocking connections, each
-/// call driven by poll(2) against a deadline. Link cacheaside::hiredis. Not included by
-/// cacheaside.hpp.
-///
-/// hiredis writes with plain write(2): a process that may write to a connection the server has
-/// closed should ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)), as with any hiredis program.
+/// RedisClient over hiredis (0.14 and 1.x): a thread-safe pool of connections, each call bounded
+/// by a deadline. hiredis connects; the client formats, writes, reads and parses (client/resp.hpp)
+/// itself, so that a round trip costs two system calls (send(2) and recv(2)), as a blocking
+/// hiredis call does, a reply's string is copied once, and a closed connection raises no SIGPIPE.
+/// Link cacheaside::hiredis. Not included by cacheaside.hpp.
 
 #include <cacheaside/client/redis_client.hpp>
+#include <cacheaside/client/resp.hpp>
 #include <cacheaside/detail/fork_generation.hpp>
 #include <cacheaside/errors.hpp>
 
@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -67,6 +68,12 @@ struct HiredisOptions {
   std::size_t poolSize = 8;
   /// Longest wait for a pooled connection when all are busy. Default 50 ms.
   std::chrono::milliseconds poolWaitTimeout = std::chrono::milliseconds(50);
+  /// A pooled connection idle at least this long is checked before use (one poll(2)): if the
+  /// server closed it meanwhile (restart, CLIENT KILL, an idle timeout), it is replaced rather
+  /// than failing the call. One used more recently is not checked, which saves a system call
+  /// per call; if the server closed it within that moment, that call fails as it would have had
+  /// the close come during it. 0 checks every time. Default 1 ms.
+  std::chrono::milliseconds checkIdleAfter = std::chrono::milliseconds(1);
 };
 
 namespace detail {
@@ -156,7 +163,7 @@ public:
       throw std::invalid_argument("cacheaside: HiredisOptions::poolSize must be positive");
     }
     if (options_.connectTimeout.count() <= 0 || options_.commandTimeout.count() <= 0 ||
-        options_.poolWaitTimeout.count() < 0) {
+        options_.poolWaitTimeout.count() < 0 || options_.checkIdleAfter.count() < 0) {
       throw std::invalid_argument("cacheaside: HiredisOptions timeouts must be positive");
     }
     pool_.store(new Pool(detail::currentForkGeneration(), options_.poolSize, nullptr));
@@ -184,11 +191,13 @@ public:
     Borrowed conn(*this);
     const Deadline deadline = commandDeadline();
     conn.connectIfNew(deadline);
-    append(conn.get(), command.argv);
-    send(conn.get(), deadline);
-    Reply reply = receive(conn.get(), deadline);
+    std::string& wire = startWire();
+    append(wire, command.argv);
+    send(conn.get(), wire, deadline);
+    std::vector<Reply> replies;
+    receive(conn.get(), 1, deadline, replies);
     conn.keep();
-    return reply;
+    return std::move(replies.front());
   }
 
   /// Sends the commands back to back and reads their replies: one round trip, all of it within
@@ -202,13 +211,12 @@ public:
     Borrowed conn(*this);
     const Deadline deadline = commandDeadline();
     conn.connectIfNew(deadline);
+    std::string& wire = startWire();
     for (const Command& command : commands) {
-      append(conn.get(), command.argv);
+      append(wire, command.argv);
     }
-    send(conn.get(), deadline);
-    for (std::size_t i = 0; i < commands.size(); ++i) {
-      replies.push_back(receive(conn.get(), deadline));
-    }
+    send(conn.get(), wire, deadline);
+    receive(conn.get(), commands.size(), deadline, replies);
     conn.keep();
     return replies;
   }
@@ -235,13 +243,12 @@ private:
     }
     conn.connectIfNew(deadline);
     written = true;
+    std::string& wire = startWire();
     for (std::size_t i = 0; i < count; ++i) {
-      append(conn.get(), commands[i].argv);
+      append(wire, commands[i].argv);
     }
-    send(conn.get(), deadline);
-    for (std::size_t i = 0; i < count; ++i) {
-      replies.push_back(receive(conn.get(), deadline));
-    }
+    send(conn.get(), wire, deadline);
+    receive(conn.get(), count, deadline, replies);
     conn.keep();
     return replies;
   }
@@ -250,6 +257,15 @@ private:
     Clock::time_point at;
     std::chrono::milliseconds budget; // for the message
     const char* step;                 // what timed out
+  };
+
+  // A connection: hiredis's context (its socket and reply parser), the receive timeout its
+  // socket has (SO_RCVTIMEO, which bounds one recv(2)), and when it was last given back.
+  struct Connection {
+    detail::HiredisContextPtr ctx;
+    Clock::duration receiveTimeout{};
+    Clock::time_point idleSince{};
+    explicit operator bool() const noexcept { return static_cast<bool>(ctx); }
   };
 
   // The connections of one process. A forked child replaces it wholesale (see currentPool).
@@ -263,7 +279,7 @@ private:
     bool drained = false;  // an inherited pool whose idle connections the child closed
     std::mutex mutex;
     std::condition_variable available;
-    std::vector<detail::HiredisContextPtr> idle;
+    std::vector<Connection> idle;
     std::size_t open = 0;
   };
 
@@ -273,28 +289,30 @@ private:
   class Borrowed {
   public:
     explicit Borrowed(HiredisClient& owner, Clock::time_point waitUntil = Clock::time_point::max())
-        : owner_(owner), pool_(owner.currentPool()), ctx_(owner.borrow(pool_, waitUntil)) {}
+        : owner_(owner), pool_(owner.currentPool()), conn_(owner.borrow(pool_, waitUntil)) {}
     Borrowed(const Borrowed&) = delete;
     Borrowed& operator=(const Borrowed&) = delete;
-    ~Borrowed() { owner_.giveBack(pool_, std::move(ctx_), kept_); }
+    ~Borrowed() { owner_.giveBack(pool_, std::move(conn_), kept_); }
     void connectIfNew(const Deadline& call) {
-      if (!ctx_) {
-        ctx_ = owner_.connect(call);
+      if (!conn_) {
+        conn_ = owner_.connect(call);
       }
     }
-    redisContext* get() const noexcept { return ctx_.get(); }
+    Connection& get() noexcept { return conn_; }
     void keep() noexcept { kept_ = true; }
 
   private:
     HiredisClient& owner_;
     Pool& pool_;
-    detail::HiredisContextPtr ctx_;
+    Connection conn_;
     bool kept_ = false;
   };
 
-  // A per-thread buffer for the commands' wire format, reused so that a command allocates none.
-  static std::string& wireBuffer() {
+  // A per-thread buffer for the commands' wire format, reused so that a command allocates none;
+  // emptied for the call's commands.
+  static std::string& startWire() {
     thread_local std::string buffer;
+    buffer.clear();
     return buffer;
   }
 
@@ -326,17 +344,16 @@ private:
     return {Clock::now() + options_.commandTimeout, options_.commandTimeout, "command"};
   }
 
-  // Queues one command in the context's output buffer, formatted here (RESP: an array of bulk
-  // strings) rather than by hiredis's printf-like formatter, which costs more than the rest of
-  // a hit's client side.
-  void append(redisContext* c, const Argv& argv) const {
-    std::string& wire = wireBuffer();
+  // Appends one command to wire, formatted here (RESP: an array of bulk strings) rather than by
+  // hiredis's printf-like formatter, which costs more than the rest of a hit's client side.
+  static void append(std::string& wire, const Argv& argv) {
     std::size_t size = 3 + digits(argv.size());
     for (std::string_view a : argv) {
       size += 5 + digits(a.size()) + a.size();
     }
-    wire.resize(size);
-    char* p = header(wire.data(), '*', argv.size());
+    const std::size_t at = wire.size();
+    wire.resize(at + size);
+    char* p = header(wire.data() + at, '*', argv.size());
     for (std::string_view a : argv) {
       p = header(p, '$', a.size());
       if (!a.empty()) {
@@ -346,72 +363,149 @@ private:
       *p++ = '\r';
       *p++ = '\n';
     }
-    const bool ok = redisAppendFormattedCommand(c, wire.data(), wire.size()) == REDIS_OK;
+  }
+
+  // Writes wire out. MSG_DONTWAIT: a full socket buffer is waited for in poll(2), against the
+  // deadline; MSG_NOSIGNAL: a connection the server closed is an error, not a SIGPIPE.
+  void send(Connection& conn, std::string& wire, const Deadline& deadline) const {
+    const int fd = conn.ctx->fd;
+    std::size_t done = 0;
+    while (done < wire.size()) {
+      const ssize_t n =
+          ::send(fd, wire.data() + done, wire.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) {
+        done += static_cast<std::size_t>(n);
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        await(fd, POLLOUT, deadline);
+      } else if (errno != EINTR) {
+        ioFailed("send");
+      }
+    }
     if (wire.capacity() > kKeptWireBytes) {
       std::string().swap(wire); // a large value's buffer is not kept for the thread's life
     }
-    if (!ok) {
-      fail(c);
+  }
+
+  // Reads count replies into out. They are parsed from each chunk as it arrives; the bytes of
+  // a reply that spans chunks wait in a per-thread buffer. Bytes beyond the last reply would
+  // desynchronize the connection: a ConnectionError, which closes it.
+  void receive(Connection& conn, std::size_t count, const Deadline& deadline,
+               std::vector<Reply>& out) const {
+    thread_local std::string pending;
+    pending.clear();
+    std::size_t parsed = 0; // bytes of pending already parsed
+    char chunk[16 * 1024];
+    const std::size_t wanted = out.size() + count;
+    while (out.size() < wanted) {
+      const std::size_t n = readSome(conn, chunk, sizeof chunk, deadline);
+      const char* from = chunk;
+      const char* end = chunk + n;
+      if (parsed < pending.size()) { // a reply spans chunks: parse from the buffer
+        pending.append(chunk, n);
+        from = pending.data() + parsed;
+        end = pending.data() + pending.size();
+      }
+      const char* cursor = from;
+      while (out.size() < wanted) {
+        Reply reply;
+        const detail::Parsed got = detail::parseReply(cursor, end, reply);
+        if (got == detail::Parsed::NeedMore) {
+          break;
+        }
+        if (got == detail::Parsed::Invalid) {
+          throw ConnectionError("cacheaside: redis " + endpoint() + ": protocol error in a reply");
+        }
+        out.push_back(std::move(reply));
+      }
+      if (from == chunk) {
+        pending.assign(cursor, end);
+        parsed = 0;
+      } else {
+        parsed = static_cast<std::size_t>(cursor - pending.data());
+      }
+    }
+    const bool extra = parsed < pending.size();
+    if (pending.capacity() > kKeptWireBytes) {
+      std::string().swap(pending); // a large value's buffer is not kept for the thread's life
+    }
+    if (extra) {
+      throw ConnectionError("cacheaside: redis " + endpoint() + ": bytes after the last reply");
     }
   }
 
-  // Writes the output buffer out, waiting for room in the socket until the deadline.
-  void send(redisContext* c, const Deadline& deadline) const {
-    int done = 0;
-    for (;;) {
-      if (redisBufferWrite(c, &done) != REDIS_OK) {
-        fail(c);
-      }
-      if (done != 0) {
-        return;
-      }
-      await(c, POLLOUT, deadline);
-    }
-  }
-
-  // Reads the next reply, waiting for bytes until the deadline. One read may bring several
-  // replies of a pipeline: the reader is asked before the socket.
-  Reply receive(redisContext* c, const Deadline& deadline) const {
-    void* raw = nullptr;
-    for (;;) {
-      if (redisGetReplyFromReader(c, &raw) != REDIS_OK) {
-        fail(c);
-      }
-      if (raw != nullptr) {
-        break;
-      }
-      await(c, POLLIN, deadline);
-      if (redisBufferRead(c) != REDIS_OK) {
-        fail(c);
-      }
-    }
-    const detail::HiredisReplyPtr reply(raw);
-    return detail::convertReply(*static_cast<const redisReply*>(raw));
-  }
-
-  // Waits until the socket is ready for `events` (or has an error, which the next read or write
-  // reports), or throws TimeoutError at the deadline.
-  void await(const redisContext* c, short events, const Deadline& deadline) const {
+  // Reads what the socket has into buffer (at least one byte), waiting in recv(2) itself (the
+  // socket blocks, bounded by its receive timeout) rather than in a poll(2) before it: one
+  // system call per read.
+  std::size_t readSome(Connection& conn, char* buffer, std::size_t size,
+                       const Deadline& deadline) const {
     for (;;) {
       const auto left = deadline.at - Clock::now();
       if (left <= Clock::duration::zero()) {
-        throw TimeoutError("cacheaside: redis " + endpoint() + ": " + deadline.step +
-                           " timed out after " + std::to_string(deadline.budget.count()) + " ms");
+        timedOut(deadline);
+      }
+      // Set anew when it would outlast the deadline by more than a millisecond (poll(2)'s
+      // granularity), or is far shorter than what is left.
+      if (conn.receiveTimeout > left + std::chrono::milliseconds(1) ||
+          conn.receiveTimeout < left / 2) {
+        setReceiveTimeout(conn, left);
+      }
+      const ssize_t n = ::recv(conn.ctx->fd, buffer, size, 0);
+      if (n > 0) {
+        return static_cast<std::size_t>(n);
+      }
+      if (n == 0) {
+        throw ConnectionError("cacheaside: redis " + endpoint() +
+                              ": connection closed by the server");
+      }
+      if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+        ioFailed("recv");
+      }
+    }
+  }
+
+  void setReceiveTimeout(Connection& conn, Clock::duration timeout) const {
+    const auto us = std::max<long long>(
+        1, std::chrono::ceil<std::chrono::microseconds>(timeout).count()); // 0 would be forever
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(us / 1000000);
+    tv.tv_usec = static_cast<suseconds_t>(us % 1000000);
+    if (::setsockopt(conn.ctx->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+      ioFailed("setsockopt");
+    }
+    conn.receiveTimeout = std::chrono::microseconds(us);
+  }
+
+  // Waits until fd is ready for `events` (or has an error, which the next read or write reports),
+  // or throws TimeoutError at the deadline.
+  void await(int fd, short events, const Deadline& deadline) const {
+    for (;;) {
+      const auto left = deadline.at - Clock::now();
+      if (left <= Clock::duration::zero()) {
+        timedOut(deadline);
       }
       // poll() counts whole milliseconds: round up, so that it never wakes before the deadline.
       const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
       pollfd pfd{};
-      pfd.fd = c->fd;
+      pfd.fd = fd;
       pfd.events = events;
       const int ready = ::poll(&pfd, 1, static_cast<int>(std::min<long long>(ms, INT_MAX)));
       if (ready > 0) {
         return;
       }
       if (ready < 0 && errno != EINTR) {
-        throw ConnectionError("cacheaside: redis " + endpoint() +
-                              ": poll: " + std::system_category().message(errno));
+        ioFailed("poll");
       }
     }
+  }
+
+  [[noreturn]] void timedOut(const Deadline& deadline) const {
+    throw TimeoutError("cacheaside: redis " + endpoint() + ": " + deadline.step +
+                       " timed out after " + std::to_string(deadline.budget.count()) + " ms");
+  }
+
+  [[noreturn]] void ioFailed(const char* call) const {
+    throw ConnectionError("cacheaside: redis " + endpoint() + ": " + call + ": " +
+                          std::system_category().message(errno));
   }
 
   [[noreturn]] void fail(const redisContext* c) const {
@@ -425,7 +519,7 @@ private:
   }
 
   // Opens a connection and runs AUTH and SELECT, all within connectTimeout and the call's deadline.
-  detail::HiredisContextPtr connect(const Deadline& call) const {
+  Connection connect(const Deadline& call) const {
     const auto connectBy = Clock::now() + options_.connectTimeout;
     const Deadline deadline = connectBy < call.at
                                   ? Deadline{connectBy, options_.connectTimeout, "connect"}
@@ -441,7 +535,7 @@ private:
     }
     // Not inherited by programs this process executes: they would hold the connection open.
     (void)::fcntl(ctx->fd, F_SETFD, FD_CLOEXEC);
-    await(ctx.get(), POLLOUT, deadline); // the non-blocking connect completes
+    await(ctx->fd, POLLOUT, deadline); // the non-blocking connect completes
     int error = 0;
     socklen_t length = sizeof error;
     if (::getsockopt(ctx->fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
@@ -456,12 +550,20 @@ private:
       const int one = 1;
       (void)::setsockopt(ctx->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    handshake(ctx.get(), deadline);
-    return ctx;
+    // Reads block, bounded by the receive timeout (see readSome); writes pass MSG_DONTWAIT.
+    const int flags = ::fcntl(ctx->fd, F_GETFL);
+    if (flags < 0 || ::fcntl(ctx->fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+      ioFailed("fcntl");
+    }
+    Connection conn{std::move(ctx), {}, {}};
+    setReceiveTimeout(conn, options_.commandTimeout);
+    handshake(conn, deadline);
+    return conn;
   }
 
   // AUTH and SELECT, pipelined. A refusal leaves the connection unusable: a ConnectionError.
-  void handshake(redisContext* c, const Deadline& deadline) const {
+  void handshake(Connection& conn, const Deadline& deadline) const {
+    std::string& wire = startWire();
     const char* steps[2] = {};
     std::size_t count = 0;
     if (!options_.password.empty()) {
@@ -470,20 +572,22 @@ private:
         auth.push_back(options_.user);
       }
       auth.push_back(options_.password);
-      append(c, auth);
+      append(wire, auth);
       steps[count++] = "AUTH";
     }
     if (options_.db != 0) {
       const std::string db = std::to_string(options_.db);
-      append(c, {"SELECT", db});
+      append(wire, {"SELECT", db});
       steps[count++] = "SELECT";
     }
     if (count == 0) {
       return;
     }
-    send(c, deadline);
+    send(conn, wire, deadline);
+    std::vector<Reply> replies;
+    receive(conn, count, deadline, replies);
     for (std::size_t i = 0; i < count; ++i) {
-      const Reply reply = receive(c, deadline);
+      const Reply& reply = replies[i];
       if (reply.isError()) {
         throw ConnectionError("cacheaside: redis " + endpoint() + ": " + steps[i] +
                               " failed: " + reply.str);
@@ -519,7 +623,7 @@ private:
     }
     Pool& adopted = *fresh.release();
     if (inherited->mutex.try_lock()) {
-      std::vector<detail::HiredisContextPtr> idle = std::move(inherited->idle);
+      std::vector<Connection> idle = std::move(inherited->idle);
       inherited->drained = true;
       inherited->mutex.unlock();
     }
@@ -527,7 +631,7 @@ private:
   }
 
   // An idle connection, or null with room reserved (open counted) for the caller to connect.
-  detail::HiredisContextPtr borrow(Pool& pool, Clock::time_point waitUntil) {
+  Connection borrow(Pool& pool, Clock::time_point waitUntil) {
     std::unique_lock<std::mutex> lock(pool.mutex);
     if (pool.idle.empty() && pool.open >= options_.poolSize) {
       const auto deadline = std::min(Clock::now() + options_.poolWaitTimeout, waitUntil);
@@ -543,15 +647,15 @@ private:
       }
     }
     while (!pool.idle.empty()) {
-      detail::HiredisContextPtr ctx = std::move(pool.idle.back());
+      Connection conn = std::move(pool.idle.back());
       pool.idle.pop_back();
-      if (stillOpen(*ctx)) {
-        return ctx;
+      if (Clock::now() - conn.idleSince < options_.checkIdleAfter || stillOpen(*conn.ctx)) {
+        return conn;
       }
       --pool.open; // closed by the server while idle (restart, timeout, proxy): replace it
     }
     ++pool.open;
-    return nullptr;
+    return Connection{};
   }
 
   // An idle connection has nothing to read: readable means the server closed it (EOF) or sent
@@ -564,14 +668,15 @@ private:
   }
 
   // Returns a connection to the pool, or closes it and frees its room (also when none was opened).
-  void giveBack(Pool& pool, detail::HiredisContextPtr ctx, bool kept) noexcept {
-    if (ctx && (!kept || ctx->err != 0)) {
-      ctx.reset(); // closed outside the lock
+  void giveBack(Pool& pool, Connection conn, bool kept) noexcept {
+    if (conn && (!kept || conn.ctx->err != 0)) {
+      conn.ctx.reset(); // closed outside the lock
     }
     {
       std::lock_guard<std::mutex> lock(pool.mutex);
-      if (ctx) {
-        pool.idle.push_back(std::move(ctx));
+      if (conn) {
+        conn.idleSince = Clock::now();
+        pool.idle.push_back(std::move(conn));
       } else {
         --pool.open;
       }

@@ -47,10 +47,12 @@ public:
   Runner(Backend& backend, const store::Store& store, const Codec<T, S>& codec)
       : backend_(backend), store_(store), codec_(codec) {}
 
-  // gate (open()/close()) is told when callers that start now may share what this call finds:
-  // while it waits for another caller's load or runs its own under a lease, not while it reads,
-  // since a read may predate them (an invalidation between the read and their start). A load
-  // that bypasses Redis is not shared either: nothing would tell it was overtaken by a write.
+  // gate (open()/hold()/close()) is told when callers that start now may share what this call
+  // finds: while it waits for another caller's load or runs its own under a lease, not while it
+  // reads, since a read may predate them (an invalidation between the read and their start). A
+  // load that bypasses Redis is not shared either: nothing would tell it was overtaken by a
+  // write. During its first read (which ends most calls: a hit) later callers run on their own;
+  // during later ones (the key was missing) they are held back to join what follows.
   template <typename Load, typename Gate>
   Found fetch(std::string_view key, const store::Keys& keys, const flow::Settings& settings,
               Load& load, LeaseRenewer& renewer, Gate& gate) {
@@ -139,6 +141,7 @@ public:
   struct NoGate {
     void open() {}
     void close() {}
+    void hold() {}
   };
 
   // Performs a flow's actions until it is done. The loader's value lands in value; what it
@@ -148,19 +151,29 @@ public:
              const flow::Settings& settings, std::optional<T>& value, std::exception_ptr& thrown,
              LeaseRenewer& renewer, Gate& gate) {
     using Kind = flow::Action::Kind;
-    bool open = false;
-    auto joinable = [&](bool want) {
-      if (want != open) {
-        open = want;
-        want ? gate.open() : gate.close();
+    enum class Join { Closed, Open, Held };
+    Join state = Join::Closed; // as a call starts
+    bool looked = false;
+    auto joinable = [&](Join want) {
+      if (want != state) {
+        state = want;
+        want == Join::Open ? gate.open() : want == Join::Held ? gate.hold() : gate.close();
       }
     };
     std::uint64_t mark = 0; // the key's invalidations before the last look, when near_ is set
     while (a.kind != Kind::Done) {
       // Joiners may share a wait (the next read follows them) or a load under a lease (if its
       // value is not written back, which an invalidation would prevent, they look again), but
-      // not a read, a fill or a load without a lease, which may predate them unnoticed.
-      joinable(a.kind == Kind::Sleep || (a.kind == Kind::Load && a.encode));
+      // not a read, a fill or a load without a lease, which may predate them unnoticed. After
+      // the first read they are held back during reads and fills, to join what follows.
+      if (a.kind == Kind::Sleep || (a.kind == Kind::Load && a.encode)) {
+        joinable(Join::Open);
+      } else if (a.kind == Kind::Send && looked) {
+        joinable(Join::Held);
+      } else {
+        joinable(Join::Closed);
+      }
+      looked = looked || a.kind == Kind::Send;
       switch (a.kind) {
       case Kind::Send:
         if (near_ != nullptr) {
