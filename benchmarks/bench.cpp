@@ -29,6 +29,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -690,6 +692,27 @@ void compression(const Config& cfg, const Products& products) {
   out.print(stdout);
 }
 
+// The server's CPU time so far (INFO cpu: used_cpu_sys + used_cpu_user), in µs.
+double serverCpuMicros(cacheaside::RedisClient& client) {
+  const cacheaside::Reply info = client.command({{}, {"INFO", "cpu"}});
+  double seconds = 0;
+  for (const char* field : {"used_cpu_sys:", "used_cpu_user:"}) {
+    const auto at = info.str.find(field);
+    if (at == std::string::npos) {
+      throw std::runtime_error("bench: INFO cpu lacks " + std::string(field));
+    }
+    seconds += std::strtod(info.str.c_str() + at + std::strlen(field), nullptr);
+  }
+  return seconds * 1e6;
+}
+
+// This thread's CPU time so far, in µs.
+double threadCpuMicros() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
+}
+
 // A loopback port that nothing listens on (the kernel picked it a moment ago).
 // 100 keys of which 10 miss (fresh keys each call, the other 90 warm): one getOrLoadMany
 // against 100 sequential getOrLoad calls, interleaved rep by rep. Values are one product each
@@ -717,6 +740,8 @@ void batchPath(const Config& cfg, cacheaside::HiredisClient& client, const Produ
   cache.getOrLoadMany(warm, batchLoader);
   const int calls = cfg.missesPerRun / 10; // calls per case and run
   std::vector<double> batchUs, seqUs, ratios, batchTrips, handUs, handRatios;
+  // Where the time goes: this thread's CPU and the server's, per batch, for both.
+  std::vector<double> batchCpu, batchServer, handCpu, handServer;
   // The floor: the batch's commands written by hand on the same client (one pipeline of
   // SET NX PX GET, JSON decodes, one pipeline of SET PX for the misses), no lease checks.
   const std::string lease = cacheaside::codec::leaseRecord();
@@ -760,6 +785,8 @@ void batchPath(const Config& cfg, cacheaside::HiredisClient& client, const Produ
   for (int rep = 0; rep < cfg.reps; ++rep) {
     const auto trips0 = counting.roundTrips();
     const auto loads0 = loaderCalls;
+    double server0 = serverCpuMicros(client);
+    double cpu0 = threadCpuMicros();
     auto t0 = bench::Clock::now();
     for (int c = 0; c < calls; ++c) {
       const auto got = cache.getOrLoadMany(keysFor(), batchLoader);
@@ -768,6 +795,8 @@ void batchPath(const Config& cfg, cacheaside::HiredisClient& client, const Produ
       }
     }
     auto t1 = bench::Clock::now();
+    batchCpu.push_back((threadCpuMicros() - cpu0) / calls);
+    batchServer.push_back((serverCpuMicros(client) - server0) / calls);
     batchUs.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
     batchTrips.push_back(static_cast<double>(counting.roundTrips() - trips0) / calls);
     batchLoads += loaderCalls - loads0;
@@ -782,6 +811,8 @@ void batchPath(const Config& cfg, cacheaside::HiredisClient& client, const Produ
     t1 = bench::Clock::now();
     seqUs.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
     ratios.push_back(seqUs.back() / batchUs.back());
+    server0 = serverCpuMicros(client);
+    cpu0 = threadCpuMicros();
     t0 = bench::Clock::now();
     for (int c = 0; c < calls; ++c) {
       std::vector<std::string> keys = handWarm;
@@ -792,6 +823,8 @@ void batchPath(const Config& cfg, cacheaside::HiredisClient& client, const Produ
       byHand(keys);
     }
     t1 = bench::Clock::now();
+    handCpu.push_back((threadCpuMicros() - cpu0) / calls);
+    handServer.push_back((serverCpuMicros(client) - server0) / calls);
     handUs.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / calls);
     handRatios.push_back(batchUs.back() / handUs.back());
   }
@@ -809,6 +842,12 @@ void batchPath(const Config& cfg, cacheaside::HiredisClient& client, const Produ
              bench::format("%.0f µs/batch", bench::median(batchUs)),
              bench::format("%.0f µs", bench::median(handUs)),
              bench::format("time %.2f", bench::median(handRatios)), "—", "—"});
+  table.add({"6 batch", "same; CPU per batch: the bench thread's + redis-server's (INFO cpu)",
+             bench::format("%.0f + %.0f µs", bench::median(batchCpu), bench::median(batchServer)),
+             bench::format("%.0f + %.0f µs", bench::median(handCpu), bench::median(handServer)),
+             bench::format("CPU %.2f", (bench::median(batchCpu) + bench::median(batchServer)) /
+                                           (bench::median(handCpu) + bench::median(handServer))),
+             "—", "—"});
 }
 
 // What a tag costs a hit (one more GET in the lookup's pipeline, the check of the record's

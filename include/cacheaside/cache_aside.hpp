@@ -29,7 +29,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -90,6 +89,7 @@ public:
                   : nullptr),
         forkHook_(*this), forkRegistration_(forkHook_) {
     runner_.setNear(near_.get());
+    batches_.setNear(near_.get());
   }
 
   ~CacheAside() = default;
@@ -194,8 +194,12 @@ public:
   /// exactly the keys whose lease this caller won (distinct, in first-seen order), and writes
   /// what it returns back through those leases, fenced as single loads are, in one more
   /// pipeline. Keys another caller is loading are polled together, one pipeline per round,
-  /// within the wait budget; if some of their leases fall to this caller meanwhile, the loader
-  /// is called again for those keys only. Pipelines carry at most 1024 commands each.
+  /// within the wait budget (with the near cache on, a wait ends early when the feed reports
+  /// one of those keys changed, as the other caller's fill does); if some of their leases fall
+  /// to this caller meanwhile, the loader is called again for those keys only. Pipelines carry
+  /// at most 1024 commands each. With the near cache on, the keys it holds are answered from it
+  /// and left out of the pipeline, and values read from Redis are installed in it as getOrLoad
+  /// installs them; calls that name tags bypass it.
   ///
   /// batchLoader takes a const std::vector<std::string>& and returns a range of (key, value)
   /// pairs, e.g. std::unordered_map<std::string, T> or std::map<std::string, std::optional<T>>.
@@ -224,29 +228,18 @@ public:
                   "cacheaside: the batch loader must return (key, T) or (key, std::optional<T>) "
                   "pairs");
     flow::Settings settings = settingsFor(call);
-    settings.readTtl = false;   // a batch refreshes nothing: it serves stale values as they are
+    // A batch refreshes nothing: it serves stale values as they are. It reads the TTL only to
+    // bound the near copies it installs (calls that name tags bypass the near cache).
+    settings.readTtl = near_ && settings.tags.empty();
     settings.peekFirst = false; // hits and leases in one round trip
-    std::vector<std::string_view> distinct;
-    std::vector<std::size_t> slot; // position -> index in distinct
-    std::unordered_map<std::string_view, std::size_t> seen;
-    for (const auto& key : keys) {
-      const std::string_view k(key);
-      if (k.empty()) {
-        throw std::invalid_argument("cacheaside: the key must not be empty");
-      }
-      const auto [it, inserted] = seen.try_emplace(k, distinct.size());
-      if (inserted) {
-        distinct.push_back(k);
-      }
-      slot.push_back(it->second);
-    }
+    const detail::DistinctKeys distinct(keys);
     using Batch = detail::BatchRunner<T, S>;
     auto load = [&](const std::vector<std::size_t>& which) {
       std::vector<std::string> asked;
       asked.reserve(which.size());
       std::unordered_map<std::string_view, std::size_t> at;
       for (std::size_t n = 0; n < which.size(); ++n) {
-        asked.emplace_back(distinct[which[n]]);
+        asked.emplace_back(distinct.keys[which[n]]);
       }
       for (std::size_t n = 0; n < asked.size(); ++n) {
         at.emplace(asked[n], n);
@@ -263,12 +256,19 @@ public:
       }
       return answers;
     };
-    std::vector<std::optional<T>> found =
-        batches_.fetch(distinct, options_.keyNamespace, settings, kMaybe, load, state_->renewer);
+    std::vector<std::optional<T>> found = batches_.fetch(distinct.keys, options_.keyNamespace,
+                                                         settings, kMaybe, load, state_->renewer);
+    if (!distinct.duplicates()) {
+      return found;
+    }
+    std::vector<std::size_t> uses(found.size(), 0);
+    for (const std::size_t i : distinct.slot) {
+      ++uses[i];
+    }
     std::vector<std::optional<T>> out;
-    out.reserve(slot.size());
-    for (const std::size_t i : slot) {
-      out.push_back(found[i]);
+    out.reserve(distinct.slot.size());
+    for (const std::size_t i : distinct.slot) {
+      out.push_back(--uses[i] == 0 ? std::move(found[i]) : found[i]); // the last use moves
     }
     return out;
   }
@@ -504,13 +504,7 @@ private:
   // Until Redis would call the value stale, less the margin in which XFetch may refresh it
   // early (-ln(u) > 4 for under 2 % of draws); the tier's maxTtl when the TTL was not read.
   static std::chrono::milliseconds nearTtl(const Found& found, const flow::Settings& settings) {
-    if (found.pttl < 0) {
-      return std::chrono::milliseconds::max();
-    }
-    const auto margin =
-        static_cast<long long>(std::ceil(found.loadMillis * settings.xfetchBeta * 4.0));
-    return std::chrono::milliseconds(found.pttl - static_cast<long long>(found.staleMillis) -
-                                     margin);
+    return flow::nearLifetime(found.pttl, found.staleMillis, found.loadMillis, settings.xfetchBeta);
   }
 
   void nearEvict(const std::string& redisKey) {

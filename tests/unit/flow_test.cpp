@@ -2,6 +2,7 @@
 // randomness but what each test passes in.
 #include "support/catch.hpp"
 
+#include <cacheaside/codec/record.hpp>
 #include <cacheaside/flow/get_flow.hpp>
 #include <cacheaside/flow/refresh_flow.hpp>
 
@@ -475,4 +476,23 @@ TEST_CASE("refresh flow: a loader that throws turns the lease into a fail-safe t
   CHECK(flow.onReplies({integer(1)}, f.t0).kind == Kind::Done);
   CHECK(flow.result() == RefreshFlow::Result::FailSafe);
   CHECK(f.sink[Counter::failSafes] == 1);
+}
+
+TEST_CASE("flow: a lent lease token is the one its lookup, renewal, fill and release carry") {
+  Fixture f;
+  const std::string lent = cacheaside::codec::leaseRecord();
+  GetFlow flow(f.store, f.keys, f.settings, f.sink, lent);
+  CHECK(flow.start().commands->at(0).argv.at(2) == lent);
+  Action a = flow.onReplies({nil(), integer(-2)}, f.t0);
+  REQUIRE(a.kind == Kind::Load);
+  CHECK(a.renew.token == lent);
+  a = flow.onLoaded(value("RECORD"), 0.5);
+  REQUIRE(runs(a, scripts::fill()));
+  CHECK(a.commands->front().argv.at(4) == lent);
+  a = flow.onReplies({error("OOM command not allowed")}, f.t0); // the fill failed: give it up
+  REQUIRE(runs(a, scripts::release()));
+  CHECK(a.commands->front().argv.at(4) == lent);
+  CHECK(flow.onTransportError().kind == Kind::Done);
+  REQUIRE(flow.leftBehind());
+  CHECK(flow.leftBehind()->token == lent);
 }

@@ -129,3 +129,25 @@ TEST_CASE("a renewer that never had a lease starts no thread and stops at once")
   }
   CHECK(calls == 0);
 }
+
+TEST_CASE("registrations of several leases renew them together and end them together") {
+  Calls calls;
+  LeaseRenewer renewer([&](const std::vector<LeaseJob>& jobs) { return calls.record(jobs); }, 20ms,
+                       1s);
+  const LeaseRenewer::Registration other(renewer, renewer.add("other", "", "t0"));
+  {
+    std::vector<LeaseJob> jobs;
+    for (int i = 0; i < 10; ++i) {
+      jobs.push_back(LeaseJob{"k" + std::to_string(i), "", "t", false});
+    }
+    const LeaseRenewer::Registrations held(renewer, std::move(jobs));
+    CHECK(renewer.pending() == 11);
+    REQUIRE(within(10s, [&] { return calls.count("k0/t") >= 2 && calls.count("k9/t") >= 2; }));
+  }
+  CHECK(renewer.pending() == 1); // the others' registration is untouched
+  const int after = calls.count("k0/t");
+  REQUIRE(within(10s, [&] { return calls.count("other/t0") >= 10; }));
+  CHECK(calls.count("k0/t") <= after + 1); // one renewal may have been under way
+  const LeaseRenewer::Registrations none(renewer, {});
+  CHECK(renewer.pending() == 1);
+}

@@ -6,9 +6,14 @@
 #include <cacheaside/near/tier.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
 
 using cacheaside::NearCacheOptions;
 using cacheaside::near::InvalidationFeed;
@@ -128,4 +133,31 @@ TEST_CASE("near tier: Prometheus text names every near counter") {
   CHECK(text.find("cacheaside_near_invalidations_total") != std::string::npos);
   CHECK(text.find("cacheaside_near_flushes_total") != std::string::npos);
   CHECK(text.find("# TYPE cacheaside_near_entries gauge") != std::string::npos);
+}
+
+TEST_CASE("near tier: a wait for several keys ends at the first invalidation of one of them") {
+  Fixture f;
+  NearTier<std::string> tier(f.options, "ns");
+  f.feed->upNow();
+  using Marks = std::vector<std::pair<std::string_view, std::uint64_t>>;
+  const auto marks = [&] {
+    return Marks{{"ns:{a}", tier.ticket("ns:{a}").sequence},
+                 {"ns:{b}", tier.ticket("ns:{b}").sequence}};
+  };
+  using Clock = std::chrono::steady_clock;
+
+  // Nothing moves: the whole pause, even when another key is invalidated.
+  const Marks quiet = marks();
+  auto started = Clock::now();
+  f.feed->listener->invalidated("ns:{c}");
+  tier.waitAny(quiet, 50ms);
+  CHECK(Clock::now() - started >= 50ms);
+
+  // b moves while it waits (or before: the marks tell it either way).
+  const Marks waiting = marks();
+  started = Clock::now();
+  std::thread waiter([&] { tier.waitAny(waiting, 30s); });
+  f.feed->listener->invalidated("ns:{b}");
+  waiter.join();
+  CHECK(Clock::now() - started < 15s);
 }

@@ -1,7 +1,10 @@
 #pragma once
-// Runs the get-or-load flows of many keys together for CacheAside<T, S>::getOrLoadMany: one
-// pipeline per round for every flow that sends (lookups, fills, releases, polls), one loader call
-// per round for every flow that asks to load, one pause for every flow that waits.
+// Runs the get-or-load flows of many keys together for CacheAside<T, S>::getOrLoadMany: near
+// hits first, then one pipeline per round for every flow that sends (lookups, fills, releases,
+// polls), one loader call per round for every flow that asks to load, one wait for every flow
+// that waits (cut short by the near tier's invalidations when there is one). The flows of a
+// batch share one lease token, and the batch allocates little per key: a hundred keys cost
+// little more than their commands written by hand.
 
 #include <cacheaside/codec/record.hpp>
 #include <cacheaside/detail/backend.hpp>
@@ -10,14 +13,21 @@
 #include <cacheaside/detail/runner.hpp>
 #include <cacheaside/errors.hpp>
 #include <cacheaside/events.hpp>
+#include <cacheaside/flow/freshness.hpp>
 #include <cacheaside/flow/get_flow.hpp>
+#include <cacheaside/near/tier.hpp>
+#include <cacheaside/store/keys.hpp>
 #include <cacheaside/store/store.hpp>
 
 #include <algorithm>
 #include <cstddef>
-#include <deque>
+#include <cstdint>
 #include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -25,6 +35,50 @@
 #include <vector>
 
 namespace cacheaside::detail {
+
+// The distinct keys of a batch in first-seen order, and for each position the index of its key
+// among them. Throws std::invalid_argument for an empty key.
+struct DistinctKeys {
+  std::vector<std::string_view> keys;
+  std::vector<std::size_t> slot;
+
+  template <typename Range> explicit DistinctKeys(const Range& range) {
+    for (const auto& key : range) {
+      const std::string_view k(key);
+      if (k.empty()) {
+        throw std::invalid_argument("cacheaside: the key must not be empty");
+      }
+      keys.push_back(k);
+    }
+    // Open addressing over a table at most half full: no allocation per key.
+    std::size_t size = 16;
+    while (size < keys.size() * 2) {
+      size *= 2;
+    }
+    std::vector<std::size_t> table(size, 0); // 0: empty; else an index into keys, plus 1
+    const std::hash<std::string_view> hash;
+    slot.reserve(keys.size());
+    std::size_t distinct = 0;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::string_view k = keys[i];
+      for (std::size_t at = hash(k) & (size - 1);; at = (at + 1) & (size - 1)) {
+        if (table[at] == 0) {
+          table[at] = distinct + 1;
+          slot.push_back(distinct);
+          keys[distinct++] = k; // distinct <= i: an entry already read
+          break;
+        }
+        if (keys[table[at] - 1] == k) {
+          slot.push_back(table[at] - 1);
+          break;
+        }
+      }
+    }
+    keys.resize(distinct);
+  }
+
+  bool duplicates() const noexcept { return keys.size() != slot.size(); }
+};
 
 template <typename T, typename S> class BatchRunner {
 public:
@@ -41,6 +95,10 @@ public:
   BatchRunner(Backend& backend, const store::Store& store, Runner<T, S>& runner)
       : backend_(backend), store_(store), runner_(runner) {}
 
+  // The near tier (borrowed), or null: read and filled by calls without tags, and waking the
+  // waits of every call.
+  void setNear(near::NearTier<T>* tier) noexcept { near_ = tier; }
+
   // Gets or loads every key of keys (distinct, non-empty). load(indices) calls the user's
   // loader once for keys[indices...] and answers for each of them, in order. negatives: keys
   // the loader did not return (or returned empty) are cached as "not found"; else they are
@@ -54,34 +112,58 @@ public:
     if (keys.empty()) {
       return out;
     }
+    // A near copy carries no tag generations: calls that name tags read Redis.
+    const bool nearReads = near_ != nullptr && settings.tags.empty();
+    Items items(keys.size());
+    const std::string lease = codec::leaseRecord(); // the keys are distinct: one token for all
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      std::string redisKey = store::valueKey(keyNamespace, keys[i]);
+      if (nearReads) {
+        if (auto held = near_->find(redisKey)) {
+          out[i].emplace(*held);
+          continue;
+        }
+      }
+      items.add(backend_, store_, i, keys[i], std::move(redisKey), settings, lease);
+    }
+    if (items.size() == 0) {
+      return out;
+    }
     if (!backend_.allow()) {
-      std::vector<std::size_t> all(keys.size());
-      for (std::size_t i = 0; i < all.size(); ++i) {
-        all[i] = i;
+      std::vector<std::size_t> all(items.size());
+      for (std::size_t n = 0; n < items.size(); ++n) {
+        all[n] = items[n].pos;
       }
       backend_.count(Counter::loads);
       std::vector<Answer> answers = load(all);
-      for (std::size_t i = 0; i < keys.size(); ++i) {
-        out[i] = std::move(answers[i].value);
+      for (std::size_t n = 0; n < all.size(); ++n) {
+        out[all[n]] = std::move(answers[n].value);
       }
       return out;
     }
     const auto started = backend_.now();
-    std::deque<Item> items;
-    for (const std::string_view key : keys) {
-      items.emplace_back(backend_, store_, keyNamespace, key, settings);
+    if (nearReads) {
+      for (std::size_t n = 0; n < items.size(); ++n) {
+        items[n].ticket = near_->ticket(items[n].keys.value); // before the read
+      }
     }
     std::exception_ptr thrown;
     run(items, settings, negatives, load, renewer, thrown);
     bool gaveUp = false;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      Item& item = items[i];
+    for (std::size_t n = 0; n < items.size(); ++n) {
+      Item& item = items[n];
       if (const auto left = item.flow.leftBehind()) {
         runner_.releaseLater(*left, renewer);
       }
       using Result = flow::GetFlow::Result;
       switch (item.flow.result()) {
       case Result::Hit:
+        if (nearReads && item.value && item.flow.refresh() == flow::Refresh::None) {
+          const Envelope& record = item.flow.record();
+          near_->offer(item.keys.value, item.ticket, *item.value, record.payload.size(),
+                       flow::nearLifetime(item.flow.pttl(), record.staleMillis, record.loadMillis,
+                                          settings.xfetchBeta));
+        }
         backend_.emitSince(EventType::Hit, item.key, started);
         break;
       case Result::Negative:
@@ -97,7 +179,7 @@ public:
         backend_.emitSince(EventType::Miss, item.key, started);
         break;
       }
-      out[i] = std::move(item.value);
+      out[item.pos] = std::move(item.value);
     }
     if (thrown) {
       std::rethrow_exception(thrown);
@@ -113,32 +195,56 @@ public:
 private:
   using Kind = flow::Action::Kind;
   using Clock = Backend::Clock;
+  using Ticket = typename near::NearTier<T>::Ticket;
 
   // One key's flow and what it holds; not movable (the flow points into it).
   struct Item {
-    Item(Backend& backend, const store::Store& store, std::string_view keyNamespace,
-         std::string_view userKey, const flow::Settings& settings)
-        : key(userKey), keys(store::keysFor(keyNamespace, userKey)), sink(backend, userKey),
-          flow(store, keys, settings, sink), a(flow.start()) {}
+    Item(Backend& backend, const store::Store& store, std::size_t position,
+         std::string_view userKey, std::string redisKey, const flow::Settings& settings,
+         std::string_view lease)
+        : pos(position), key(userKey), keys{std::move(redisKey), std::string()},
+          sink(backend, userKey), flow(store, keys, settings, sink, lease), a(flow.start()) {}
     Item(const Item&) = delete;
     Item& operator=(const Item&) = delete;
 
+    std::size_t pos; // the key's index in the batch
     std::string_view key;
-    store::Keys keys;
+    store::Keys keys; // the value key only: a batch takes no refresh lease
     Backend::CallSink sink;
     flow::GetFlow flow;
     flow::Action a;
     std::optional<T> value;
     Clock::time_point wake{}; // Sleep: when to look again
+    std::uint64_t mark = 0;   // the key's near invalidations before its last look
+    Ticket ticket;            // taken before the first read, for the near install
+  };
+
+  // The items of a batch in one allocation (they cannot move).
+  class Items {
+  public:
+    explicit Items(std::size_t capacity) : slots_(new std::optional<Item>[capacity]) {}
+    template <typename... Args> void add(Args&&... args) {
+      slots_[size_].emplace(std::forward<Args>(args)...);
+      ++size_;
+    }
+    std::size_t size() const noexcept { return size_; }
+    Item& operator[](std::size_t n) noexcept { return *slots_[n]; }
+
+  private:
+    std::unique_ptr<std::optional<Item>[]> slots_;
+    std::size_t size_ = 0;
   };
 
   template <typename LoadMany>
-  void run(std::deque<Item>& items, const flow::Settings& settings, bool negatives, LoadMany& load,
+  void run(Items& items, const flow::Settings& settings, bool negatives, LoadMany& load,
            LeaseRenewer& renewer, std::exception_ptr& thrown) {
     // Every flow ends on its own (waits by the wait budget, takeovers by a count), so each
     // round moves at least one flow on and the loop ends with the last of them.
+    std::vector<Item*> sending;
+    std::vector<std::pair<std::string_view, std::uint64_t>> marks;
     for (;;) {
-      for (Item& item : items) {
+      for (std::size_t n = 0; n < items.size(); ++n) {
+        Item& item = items[n];
         while (item.a.kind == Kind::Decode) {
           item.value = runner_.decodeValue(item.key, *item.a.record);
           item.a = item.flow.onDecoded(item.value.has_value(), draw());
@@ -146,10 +252,12 @@ private:
       }
       loadRound(items, settings, negatives, load, renewer, thrown);
       const auto now = backend_.now();
-      std::vector<Item*> sending;
+      sending.clear();
+      marks.clear();
       std::optional<Clock::time_point> earliest;
       bool pending = false;
-      for (Item& item : items) {
+      for (std::size_t n = 0; n < items.size(); ++n) {
+        Item& item = items[n];
         if (item.a.kind == Kind::Sleep) {
           if (thrown) {
             item.a = flow::Action{}; // the call is failing: stop waiting for others' loads
@@ -158,11 +266,14 @@ private:
           if (item.wake == Clock::time_point{}) {
             item.wake = now + item.a.pause;
           }
-          if (item.wake <= now) {
+          if (item.wake <= now || (near_ != nullptr && moved(item))) {
             item.wake = {};
             item.a = item.flow.onSlept();
           } else {
             earliest = earliest ? std::min(*earliest, item.wake) : item.wake;
+            if (near_ != nullptr) {
+              marks.emplace_back(item.keys.value, item.mark);
+            }
           }
         }
         if (item.a.kind == Kind::Send) {
@@ -173,31 +284,43 @@ private:
       if (!sending.empty()) {
         sendRound(sending);
       } else if (earliest) {
-        std::this_thread::sleep_for(*earliest - now);
+        const auto pause = std::chrono::duration_cast<std::chrono::milliseconds>(*earliest - now);
+        if (near_ != nullptr) {
+          near_->waitAny(marks, pause); // woken early by a fill's invalidation
+        } else {
+          std::this_thread::sleep_for(pause);
+        }
       } else if (!pending) {
         return;
       }
     }
   }
 
+  // Whether the near tier saw the item's key invalidated since its last look.
+  bool moved(const Item& item) const noexcept {
+    return near_->ticket(item.keys.value).sequence != item.mark;
+  }
+
   // One loader call for every flow that asks to load now.
   template <typename LoadMany>
-  void loadRound(std::deque<Item>& items, const flow::Settings& settings, bool negatives,
-                 LoadMany& load, LeaseRenewer& renewer, std::exception_ptr& thrown) {
-    std::vector<std::size_t> which;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      if (items[i].a.kind == Kind::Load) {
-        which.push_back(i);
+  void loadRound(Items& items, const flow::Settings& settings, bool negatives, LoadMany& load,
+                 LeaseRenewer& renewer, std::exception_ptr& thrown) {
+    std::vector<std::size_t> which;  // item numbers
+    std::vector<std::size_t> asking; // their keys' positions
+    for (std::size_t n = 0; n < items.size(); ++n) {
+      if (items[n].a.kind == Kind::Load) {
+        which.push_back(n);
+        asking.push_back(items[n].pos);
       }
     }
     if (which.empty()) {
       return;
     }
     if (thrown) { // an earlier round's loader threw: load nothing more, give the leases up
-      for (const std::size_t i : which) {
+      for (const std::size_t n : which) {
         flow::Loaded failed;
         failed.kind = flow::Loaded::Kind::Threw;
-        items[i].a = items[i].flow.onLoaded(std::move(failed), draw());
+        items[n].a = items[n].flow.onLoaded(std::move(failed), draw());
       }
       return;
     }
@@ -205,31 +328,31 @@ private:
     const auto started = backend_.now();
     std::vector<Answer> answers;
     {
-      std::deque<LeaseRenewer::Registration> renewals;
-      for (const std::size_t i : which) {
-        const flow::LeaseRef& lease = items[i].a.renew;
+      std::vector<LeaseJob> renewals;
+      renewals.reserve(which.size());
+      for (const std::size_t n : which) {
+        const flow::LeaseRef& lease = items[n].a.renew;
         if (!lease.key.empty()) {
-          renewals.emplace_back(renewer,
-                                renewer.add(std::string(lease.key), std::string(lease.keepAlive),
-                                            std::string(lease.token)));
+          renewals.push_back(LeaseJob{std::string(lease.key), std::string(lease.keepAlive),
+                                      std::string(lease.token), false});
         }
       }
+      const LeaseRenewer::Registrations renewing(renewer, std::move(renewals));
       try {
-        answers = load(which);
+        answers = load(asking);
       } catch (...) {
         thrown = std::current_exception();
       }
     }
     const auto took = backend_.since(started);
-    for (std::size_t n = 0; n < which.size(); ++n) {
-      Item& item = items[which[n]];
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      Item& item = items[which[k]];
       flow::Loaded loaded;
       loaded.took = took;
       if (thrown) {
         loaded.kind = flow::Loaded::Kind::Threw;
       } else {
-        Answer& answer = answers[n];
-        item.value = std::move(answer.value);
+        item.value = std::move(answers[k].value);
         if (!item.value) {
           loaded.kind = negatives ? flow::Loaded::Kind::Negative : flow::Loaded::Kind::NotCacheable;
         } else if (item.a.encode) {
@@ -241,31 +364,40 @@ private:
   }
 
   // The commands of every sending flow, in pipelines of at most kMaxPipeline commands (a flow's
-  // commands are never split).
+  // commands are never split). The commands are moved out of the flows, which do not read them
+  // again.
   void sendRound(const std::vector<Item*>& sending) {
+    std::vector<Command> commands;
     std::size_t begin = 0;
     while (begin < sending.size()) {
-      std::vector<Command> commands;
-      commands.reserve(kMaxPipeline);
+      commands.clear();
       std::size_t end = begin;
+      std::size_t count = 0;
       while (end < sending.size() &&
-             (end == begin || commands.size() + sending[end]->a.commands->size() <= kMaxPipeline)) {
-        const auto& mine = *sending[end]->a.commands;
-        commands.insert(commands.end(), mine.begin(), mine.end());
+             (end == begin || count + sending[end]->a.commands->size() <= kMaxPipeline)) {
+        count += sending[end]->a.commands->size();
         ++end;
+      }
+      commands.reserve(count);
+      for (std::size_t i = begin; i < end; ++i) {
+        Item& item = *sending[i];
+        if (near_ != nullptr) {
+          item.mark = near_->ticket(item.keys.value).sequence; // before the look
+        }
+        std::vector<Command>& mine = *item.a.commands;
+        std::move(mine.begin(), mine.end(), std::back_inserter(commands));
       }
       try {
         std::vector<Reply> replies = backend_.exchange({}, commands);
-        std::size_t at = 0;
+        const auto now = backend_.now();
+        auto at = replies.begin();
         for (std::size_t i = begin; i < end; ++i) {
           Item& item = *sending[i];
-          const std::size_t n = item.a.commands->size();
-          std::vector<Reply> own;
-          own.reserve(n);
-          for (std::size_t j = 0; j < n && at < replies.size(); ++j) {
-            own.push_back(std::move(replies[at++]));
-          }
-          item.a = item.flow.onReplies(std::move(own), backend_.now());
+          const auto n = static_cast<std::ptrdiff_t>(std::min<std::size_t>(
+              item.a.commands->size(), static_cast<std::size_t>(replies.end() - at)));
+          std::vector<Reply> own(std::make_move_iterator(at), std::make_move_iterator(at + n));
+          at += n;
+          item.a = item.flow.onReplies(std::move(own), now);
         }
       } catch (const ConnectionError&) {
         for (std::size_t i = begin; i < end; ++i) {
@@ -281,6 +413,7 @@ private:
   Backend& backend_;
   const store::Store& store_;
   Runner<T, S>& runner_;
+  near::NearTier<T>* near_ = nullptr;
 };
 
 } // namespace cacheaside::detail

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -65,10 +66,42 @@ public:
     std::uint64_t id_;
   };
 
+  // Renews several leases until destroyed, added and removed under one lock each.
+  class Registrations {
+  public:
+    Registrations(LeaseRenewer& owner, std::vector<LeaseJob> renewals)
+        : owner_(&owner), count_(renewals.size()), first_(owner.addAll(std::move(renewals))) {}
+    Registrations(const Registrations&) = delete;
+    Registrations& operator=(const Registrations&) = delete;
+    ~Registrations() { owner_->removeAll(first_, count_); }
+
+  private:
+    LeaseRenewer* owner_;
+    std::size_t count_;
+    std::uint64_t first_;
+  };
+
   // Starts renewing a lease every period from now.
   std::uint64_t add(std::string key, std::string keepAlive, std::string token) {
     return schedule(LeaseJob{std::move(key), std::move(keepAlive), std::move(token), false},
                     Clock::now() + period_);
+  }
+
+  // add() for each of renewals, with one lock and one wake-up; their ids follow each other
+  // from the one returned.
+  std::uint64_t addAll(std::vector<LeaseJob> renewals) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint64_t first = nextId_;
+    if (renewals.empty()) {
+      return first;
+    }
+    const auto now = Clock::now();
+    for (auto& job : renewals) {
+      job.release = false;
+      jobs_.emplace(nextId_++, Entry{std::move(job), now + period_, now + lockTtl_, kFirstRetry});
+    }
+    startLocked();
+    return first;
   }
 
   // Releases a lease by token as soon as Redis answers, retrying until lockTtl has passed.
@@ -80,6 +113,15 @@ public:
   void remove(std::uint64_t id) {
     std::lock_guard<std::mutex> lock(mutex_);
     jobs_.erase(id);
+  }
+
+  // remove() for ids first, first + 1, ..., first + count - 1.
+  void removeAll(std::uint64_t first, std::size_t count) {
+    if (count == 0) {
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.erase(jobs_.lower_bound(first), jobs_.lower_bound(first + count));
   }
 
   // Jobs scheduled now (renewals and pending releases).
@@ -103,11 +145,16 @@ private:
     const std::uint64_t id = nextId_++;
     const auto now = Clock::now();
     jobs_.emplace(id, Entry{std::move(job), due, now + lockTtl_, kFirstRetry});
+    startLocked();
+    return id;
+  }
+
+  // Starts the thread on first use, and has it look at the jobs again.
+  void startLocked() {
     if (!thread_.joinable()) {
       thread_ = std::thread([this] { run(); });
     }
     wake_.notify_all();
-    return id;
   }
 
   void run() {

@@ -39,6 +39,19 @@ inline Refresh refreshReason(long long pttl, std::uint32_t staleMillis, std::uin
   return Refresh::None;
 }
 
+/// How long a near (in-process) copy of a value read from Redis may be served: until Redis
+/// would call it stale (pttl as for refreshReason, less staleMillis), less the margin in which
+/// XFetch may reload it early (-ln(u) > 4 for under 2 % of draws). Unbounded (max) when the TTL
+/// is unknown; zero or less: not to be held.
+inline std::chrono::milliseconds nearLifetime(long long pttl, std::uint32_t staleMillis,
+                                              std::uint32_t loadMillis, double beta) noexcept {
+  if (pttl < 0) {
+    return std::chrono::milliseconds::max();
+  }
+  const auto margin = static_cast<long long>(std::ceil(loadMillis * beta * 4.0));
+  return std::chrono::milliseconds(pttl - static_cast<long long>(staleMillis) - margin);
+}
+
 /// ttl scaled by 1 + jitter * (2u - 1), u uniform in (0, 1]: within [1 - jitter, 1 + jitter]
 /// of ttl, and at least 1 ms.
 inline std::chrono::milliseconds jittered(std::chrono::milliseconds ttl, double jitter,

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -46,8 +47,15 @@ public:
   /// A flow for keys (its lease token is drawn when it first tries a lease). The references
   /// must outlive the flow.
   GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink)
-      : store_(store), keys_(keys), settings_(settings), sink_(sink), pause_(settings.pollInitial) {
-  }
+      : GetFlow(store, keys, settings, sink, {}) {}
+
+  /// A flow for keys leasing with lease (a codec::leaseRecord(), borrowed: it must outlive the
+  /// flow; empty: drawn when first needed), so that the flows of a batch, which lease distinct
+  /// keys, share one token.
+  GetFlow(const store::Store& store, const store::Keys& keys, const Settings& settings, Sink& sink,
+          std::string_view lease)
+      : store_(store), keys_(keys), settings_(settings), sink_(sink), lent_(lease),
+        pause_(settings.pollInitial) {}
 
   GetFlow(const GetFlow&) = delete;
   GetFlow& operator=(const GetFlow&) = delete;
@@ -166,7 +174,7 @@ public:
     if (!settings_.tags.empty()) {
       stampGenerations(record_bytes_, settings_, generations_);
     }
-    std::vector<Command> commands{store::Store::fill(keys_.value, lease_, record_bytes_, ms_)};
+    std::vector<Command> commands{store::Store::fill(keys_.value, token(), record_bytes_, ms_)};
     appendTagReads(settings_, commands); // reads the tags again, to see if one moved meanwhile
     return send(State::Filling, std::move(commands));
   }
@@ -194,7 +202,7 @@ public:
     if (!leftBehind_) {
       return std::nullopt;
     }
-    return LeaseRef{keys_.value, {}, lease_};
+    return LeaseRef{keys_.value, {}, token()};
   }
   /// The tag generations the last lookup read (empty without tags): a refresh stamps them.
   const std::vector<std::string>& generations() const noexcept { return generations_; }
@@ -355,7 +363,7 @@ private:
     Action a = Action::of(Action::Kind::Load);
     a.encode = encode;
     if (encode) {
-      a.renew = LeaseRef{keys_.value, {}, lease_};
+      a.renew = LeaseRef{keys_.value, {}, token()};
     }
     return a;
   }
@@ -378,7 +386,7 @@ private:
   }
 
   Action sendRelease() {
-    return send(State::Releasing, {store::Store::release(keys_.value, lease_)});
+    return send(State::Releasing, {store::Store::release(keys_.value, token())});
   }
 
   Action send(State next, std::vector<Command> commands) {
@@ -397,10 +405,18 @@ private:
 
   // The lease token, drawn when first needed (a hit needs none). Commands hold views of it.
   std::string_view lease() {
+    if (!lent_.empty()) {
+      return lent_;
+    }
     if (lease_.empty()) {
       lease_ = codec::leaseRecord();
     }
     return lease_;
+  }
+
+  // The token once lease() was called.
+  std::string_view token() const noexcept {
+    return lent_.empty() ? std::string_view(lease_) : lent_;
   }
 
   // Hits and misses count the first look only.
@@ -415,6 +431,7 @@ private:
   const store::Keys& keys_;
   const Settings& settings_;
   Sink& sink_;
+  std::string_view lent_; // a token lent by the driver, else empty
   std::string lease_;
   State state_ = State::Idle;
   std::vector<Command> commands_;

@@ -43,8 +43,8 @@ struct Action {
   };
   /// What to do.
   Kind kind = Kind::Done;
-  /// Send: the commands.
-  const std::vector<Command>* commands = nullptr;
+  /// Send: the commands (the flow does not read them again: the driver may move them out).
+  std::vector<Command>* commands = nullptr;
   /// Sleep: how long.
   std::chrono::milliseconds pause{0};
   /// Decode: the record whose payload to decode.

@@ -22,6 +22,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace cacheaside {
 
@@ -147,6 +149,27 @@ public:
     w.count.fetch_sub(1);
   }
 
+  /// wait() for several Redis value keys at once (a batch): sleeps up to pause, or until one
+  /// of marks' keys is invalidated after its mark (the sequence of a ticket() taken before its
+  /// look). Woken by every invalidation of the tier, it looks at all of marks each time.
+  void waitAny(const std::vector<std::pair<std::string_view, std::uint64_t>>& marks,
+               std::chrono::milliseconds pause) {
+    if (bypassed_.load(std::memory_order_acquire)) {
+      std::this_thread::sleep_for(pause);
+      return;
+    }
+    batchWaiters_.count.fetch_add(1); // seq_cst, as in wait()
+    {
+      std::unique_lock<std::mutex> lock(batchWaiters_.mutex);
+      batchWaiters_.cv.wait_for(lock, pause, [&] {
+        return bypassed_.load(std::memory_order_acquire) ||
+               std::any_of(marks.begin(), marks.end(),
+                           [&](const auto& m) { return store_.sequence(m.first) != m.second; });
+      });
+    }
+    batchWaiters_.count.fetch_sub(1);
+  }
+
   /// Counters and state now.
   NearStats stats() const noexcept {
     const NearStoreCounters c = store_.counters();
@@ -210,21 +233,23 @@ private:
   }
 
   void wake(std::string_view redisKey) {
-    Waiters& w = waitersOf(redisKey);
+    notify(waitersOf(redisKey));
+    notify(batchWaiters_);
+  }
+
+  void wakeAll() {
+    for (auto& w : waiters_) {
+      notify(w);
+    }
+    notify(batchWaiters_);
+  }
+
+  static void notify(Waiters& w) {
     if (w.count.load() == 0) {
       return;
     }
     { std::lock_guard<std::mutex> lock(w.mutex); } // a waiter is waiting, or sees the sequence
     w.cv.notify_all();
-  }
-
-  void wakeAll() {
-    for (auto& w : waiters_) {
-      if (w.count.load(std::memory_order_acquire) != 0) {
-        { std::lock_guard<std::mutex> lock(w.mutex); }
-        w.cv.notify_all();
-      }
-    }
   }
 
   std::shared_ptr<InvalidationFeed> feed_;
@@ -251,6 +276,7 @@ private:
     return hits_[stripe].n;
   }
   std::array<Waiters, kWaiterStripes> waiters_;
+  Waiters batchWaiters_; // waitAny(): woken by every key's invalidation
 };
 
 } // namespace near

@@ -18,15 +18,17 @@ namespace cacheaside::store {
 /// Appends s to out with '%', '{' and '}' percent-encoded: the result holds no brace.
 inline void appendEscaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
-  for (const char c : s) {
-    if (c == '%' || c == '{' || c == '}') {
-      const auto u = static_cast<unsigned char>(c);
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xF]);
-    } else {
-      out.push_back(c);
+  for (;;) {
+    const std::size_t at = s.find_first_of("%{}"); // the bytes between go in one append
+    out.append(s.substr(0, at));
+    if (at == std::string_view::npos) {
+      return;
     }
+    const auto u = static_cast<unsigned char>(s[at]);
+    out.push_back('%');
+    out.push_back(kHex[u >> 4]);
+    out.push_back(kHex[u & 0xF]);
+    s.remove_prefix(at + 1);
   }
 }
 
@@ -38,17 +40,25 @@ struct Keys {
   std::string refreshLease;
 };
 
-/// The keys of user key in keyNamespace. Throws std::invalid_argument for an empty key.
-inline Keys keysFor(std::string_view keyNamespace, std::string_view key) {
+/// The Redis key holding user key's value in keyNamespace (what redis-cli would GET). Throws
+/// std::invalid_argument for an empty key.
+inline std::string valueKey(std::string_view keyNamespace, std::string_view key) {
   if (key.empty()) {
     throw std::invalid_argument("cacheaside: the key must not be empty");
   }
+  std::string value;
+  value.reserve(keyNamespace.size() + key.size() + 4);
+  appendEscaped(value, keyNamespace);
+  value.append(":{");
+  appendEscaped(value, key);
+  value.push_back('}');
+  return value;
+}
+
+/// The keys of user key in keyNamespace. Throws std::invalid_argument for an empty key.
+inline Keys keysFor(std::string_view keyNamespace, std::string_view key) {
   Keys keys;
-  keys.value.reserve(keyNamespace.size() + key.size() + 4);
-  appendEscaped(keys.value, keyNamespace);
-  keys.value.append(":{");
-  appendEscaped(keys.value, key);
-  keys.value.push_back('}');
+  keys.value = valueKey(keyNamespace, key);
   keys.refreshLease.reserve(keys.value.size() + 6);
   keys.refreshLease.append(keys.value).append(":lease");
   return keys;
@@ -67,11 +77,6 @@ inline std::string tagKey(std::string_view keyNamespace, std::string_view tag) {
   appendEscaped(out, tag);
   out.push_back('}');
   return out;
-}
-
-/// The Redis key holding user key's value in keyNamespace (what redis-cli would GET).
-inline std::string valueKey(std::string_view keyNamespace, std::string_view key) {
-  return keysFor(keyNamespace, key).value;
 }
 
 /// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
