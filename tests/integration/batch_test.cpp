@@ -400,6 +400,9 @@ TEST_CASE("a batch does not install a value whose key was invalidated during its
 
   CountingClient client(n.client);
   CacheAside<Product> cache(client, n.options);
+  // On Redis 6 the first lookup learns that the server needs the scripted one: not this read.
+  RecordingLoader warm;
+  cache.getOrLoadMany(std::vector<std::string>{"p99"}, warm);
   const std::string p1 = cacheaside::store::valueKey(n.options.keyNamespace, "p1");
   client.afterPipeline = [&] { // between the batch's read and its install, p1 is deleted
     testsupport::cmd(n.client, {"DEL", p1});
