@@ -283,7 +283,11 @@ private:
       f.lagLimit = options_.lagLimit;
       f.reconnectPause = options_.reconnectPause;
       auto node = std::make_unique<Node>(*this, address);
-      node->feed = std::make_unique<HiredisInvalidationFeed>(std::move(f));
+      try {
+        node->feed = std::make_unique<HiredisInvalidationFeed>(std::move(f));
+      } catch (const std::exception&) {
+        continue; // no thread or pipe to spare now: the next pass tries again, the feed stays down
+      }
       Node* raw = node.get();
       {
         std::lock_guard<std::mutex> lock(mutex_);
