@@ -300,13 +300,24 @@ public:
   /// The cached value for key, without loading: std::nullopt when there is none, when it is
   /// being loaded, when it is a cached "not found", when it cannot be decoded, and when Redis
   /// fails or the breaker is open (counted in stats()). A stale value is returned as it is.
-  /// Throws std::invalid_argument for an empty key.
+  /// With the near cache on, a near copy is returned as getOrLoad would, and a fresh value read
+  /// from Redis is installed as getOrLoad installs it. Throws std::invalid_argument for an
+  /// empty key.
   std::optional<T> get(std::string_view key) {
     const store::Keys keys = store::keysFor(options_.keyNamespace, key);
+    if (near_) {
+      if (auto held = near_->find(keys.value)) {
+        return *held;
+      }
+    }
     if (!backend_.allow()) {
       return std::nullopt;
     }
     try {
+      typename near::NearTier<T>::Ticket ticket;
+      if (near_) {
+        ticket = near_->ticket(keys.value); // before the read: a later invalidation refuses it
+      }
       const std::vector<Reply> replies = backend_.exchange(key, {store_.get(keys)});
       const store::Lookup found = store::Store::parseGet(replies.front());
       if (found.kind != store::Lookup::Kind::Record) {
@@ -320,7 +331,14 @@ public:
         runner_.decodeFailed(key, "not a cacheaside record");
         return std::nullopt;
       }
-      return env->kind == EntryKind::Value ? runner_.decodeValue(key, *env) : std::nullopt;
+      if (env->kind != EntryKind::Value) {
+        return std::nullopt;
+      }
+      std::optional<T> value = runner_.decodeValue(key, *env);
+      if (near_ && value) {
+        nearOfferRead(keys.value, ticket, *value, *env);
+      }
+      return value;
     } catch (const ConnectionError&) {
       return std::nullopt;
     }
@@ -499,6 +517,26 @@ private:
       near_->offer(keys.value, ticket, *found.value, found.bytes, nearTtl(found, settings));
     }
     return found;
+  }
+
+  // get()'s install: the remaining TTL from the record's expiry stamp and the server clock
+  // estimate (a plain GET reads no PTTL); not installed when freshness is judged and that
+  // estimate is missing, nor when the value is stale already.
+  void nearOfferRead(const std::string& redisKey, const typename near::NearTier<T>::Ticket& ticket,
+                     const T& value, const Envelope& env) {
+    const flow::Settings settings = settingsFor({});
+    Found found;
+    found.staleMillis = env.staleMillis;
+    found.loadMillis = env.loadMillis;
+    const std::uint64_t expiresAt = envelope::expiresAt(env);
+    const auto serverNow = store_.clock().serverNowMillis(std::chrono::steady_clock::now());
+    if (expiresAt != 0 && serverNow) {
+      found.pttl = std::max(static_cast<long long>(expiresAt) - *serverNow, 0LL);
+    } else if (settings.xfetchBeta > 0 || env.staleMillis > 0 ||
+               settings.entry.staleWindow.count() > 0) {
+      return;
+    }
+    near_->offer(redisKey, ticket, value, env.payload.size(), nearTtl(found, settings));
   }
 
   // Until Redis would call the value stale, less the margin in which XFetch may refresh it

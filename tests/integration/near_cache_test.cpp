@@ -279,3 +279,35 @@ TEST_CASE("near cache: a near hit refuses invalid call options as a Redis read d
   CHECK_THROWS_AS(cache.getOrLoad("k", loader, bad), std::invalid_argument);
   CHECK_THROWS_AS(cache.getOrLoadShared("k", loader, bad), std::invalid_argument);
 }
+
+TEST_CASE("near cache: get() serves the near copy, installs what it reads, and sees changes") {
+  Near n(testsupport::clientOptions());
+  CacheAside<std::string> cache(n.client, n.options);
+  CacheAside<std::string> writer(n.client, [&] {
+    CacheOptions o = n.options;
+    o.nearCache.feed.reset();
+    return o;
+  }());
+  const auto loader = [] { return std::string("first"); };
+  REQUIRE(warmUp(cache, "k", loader)); // also gives the cache its estimate of the server clock
+  const auto hits = cache.nearStats().hits;
+  CHECK(cache.get("k") == "first");
+  CHECK(cache.nearStats().hits == hits + 1); // served in process
+
+  // Another connection's write: the next get() reads Redis, installs, then serves it in process.
+  const auto before = cache.nearStats().invalidations;
+  REQUIRE(writer.set("k", "second"));
+  REQUIRE(eventually([&] { return cache.nearStats().invalidations > before; }));
+  REQUIRE(eventually([&] {
+    const auto installs = cache.nearStats().installs;
+    return cache.get("k") == "second" && cache.nearStats().installs > installs;
+  }));
+  const auto hits2 = cache.nearStats().hits;
+  CHECK(cache.get("k") == "second");
+  CHECK(cache.nearStats().hits == hits2 + 1);
+
+  // Own invalidate: gone at once, and get() does not bring back the old copy.
+  cache.invalidate("k");
+  CHECK_FALSE(cache.get("k").has_value());
+  CHECK(cache.nearStats().entries == 0);
+}

@@ -184,6 +184,65 @@ TEST_CASE("a closed call sends later callers off on their own and an opened one 
   CHECK(flights.inFlight() == 0);
 }
 
+TEST_CASE("work about to wait merges into an open call of its key and takes that call's result") {
+  using Gate = SingleFlight<int>::Gate;
+  SingleFlight<int> flights;
+  testsupport::Latch bothStarted(2), opened(1), release(1);
+  std::thread leader([&] {
+    flights.run(
+        "key",
+        [&](Gate& gate) {
+          bothStarted.arriveAndWait(); // neither call is in the table yet: both run
+          gate.open();                 // the leader waits first: it enters the table
+          opened.countDown();
+          release.wait();
+          return 1;
+        },
+        [] {});
+  });
+  int joins = 0;
+  bool merged = false;
+  int got = 0;
+  std::thread late([&] {
+    got = flights.run(
+        "key",
+        [&](Gate& gate) {
+          bothStarted.arriveAndWait();
+          opened.wait();
+          merged = gate.merge();     // about to wait as well: share the leader's wait instead
+          CHECK_FALSE(gate.merge()); // once only
+          return 2;
+        },
+        [&] { ++joins; });
+  });
+  waitUntil([&] { return flights.followers("key") == 1; });
+  release.countDown();
+  leader.join();
+  late.join();
+  CHECK(merged);
+  CHECK(got == 1); // the leader's result, not its own work's
+  CHECK(joins == 1);
+  CHECK(flights.inFlight() == 0);
+
+  // Nothing to merge into: no call in the table, or only a closed one.
+  int alone = flights.run(
+      "key",
+      [](Gate& gate) {
+        CHECK_FALSE(gate.merge());
+        return 3;
+      },
+      [] {});
+  CHECK(alone == 3);
+  // A call in the table never merges: callers may be waiting for it.
+  CHECK(flights.run(
+            "other",
+            [](Gate& gate) {
+              gate.open();
+              return gate.merge() ? 0 : 4;
+            },
+            [] {}) == 4);
+}
+
 TEST_CASE("work that runs its own key again throws, with or without a flight") {
   using Gate = SingleFlight<int>::Gate;
   SingleFlight<int> flights;

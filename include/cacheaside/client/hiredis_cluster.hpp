@@ -119,6 +119,18 @@ inline std::string_view redirectTarget(const Reply& reply) {
 
 } // namespace detail
 
+/// Told by a HiredisClusterClient when the cluster's shape may have changed under it (a near
+/// cache's invalidation feed watches every master: near/cluster_feed.hpp).
+class ClusterTopologyListener {
+public:
+  virtual ~ClusterTopologyListener() = default;
+  /// The slot map changed (a reload that differs from the last map, or a MOVED reply): masters
+  /// are the map's nodes now ("host:port"). Or, with slotsMoved false, an ASK reply sent a
+  /// command to masters.front(), which the map may not name yet. Called on the thread of the
+  /// call that saw it, after the map was published and before the call returns.
+  virtual void topologyChanged(const std::vector<std::string>& masters, bool slotsMoved) = 0;
+};
+
 /// A RedisClient over a Redis Cluster. Thread-safe. Every command goes to the master serving its
 /// key's hash slot (a keyless command to any master); a pipeline is split by node, one round
 /// trip per node in turn, and its replies come back in the caller's order. Every key of one
@@ -189,6 +201,39 @@ public:
 
   /// How many times the slot map was (re)loaded from a node: for tests and monitoring.
   std::uint64_t mapRefreshes() const noexcept { return refreshes_.load(std::memory_order_relaxed); }
+
+  /// The masters of the slot map ("host:port"), loading it first when there is none (within
+  /// callTimeout). Empty when no node gave a map.
+  std::vector<std::string> masters() {
+    State& state = currentState();
+    if (!mapOf(state)) {
+      refresh(state, Clock::now() + options_.callTimeout, true);
+    }
+    const auto map = mapOf(state);
+    return map ? map->addresses : std::vector<std::string>{};
+  }
+
+  /// Reloads the slot map within callTimeout, unless it was reloaded less than 100 ms ago (a
+  /// watcher that lost a node calls it: a failover may have replaced the node).
+  void reloadSlots() {
+    State& state = currentState();
+    refresh(state, Clock::now() + options_.callTimeout, false);
+  }
+
+  /// Tells listener (borrowed until removed) of every topology change seen from now on, in
+  /// this process (a forked child's calls tell no one).
+  void addTopologyListener(ClusterTopologyListener& listener) {
+    std::lock_guard<std::mutex> lock(topologyMutex_);
+    topologyListeners_.push_back(&listener);
+  }
+
+  /// Stops telling listener; when it returns, no call to it is in progress.
+  void removeTopologyListener(ClusterTopologyListener& listener) {
+    std::lock_guard<std::mutex> lock(topologyMutex_);
+    topologyListeners_.erase(
+        std::remove(topologyListeners_.begin(), topologyListeners_.end(), &listener),
+        topologyListeners_.end());
+  }
 
 private:
   using Clock = std::chrono::steady_clock;
@@ -280,9 +325,16 @@ private:
   }
 
   // Points `key`'s slot at `address` (a MOVED reply), without waiting for a full refresh.
-  void patchSlot(State& state, std::string_view key, const std::string& address,
-                 HiredisClient* node) {
+  // Returns the masters when the slot's master changed, else nothing.
+  std::optional<std::vector<std::string>>
+  patchSlot(State& state, std::string_view key, const std::string& address, HiredisClient* node) {
     std::lock_guard<std::mutex> lock(state.mutex);
+    if (state.map) {
+      const std::uint16_t now = state.map->slot[store::hashSlot(key)];
+      if (now != kNoNode && state.map->addresses[now] == address) {
+        return std::nullopt;
+      }
+    }
     auto patched = state.map ? std::make_shared<SlotMap>(*state.map) : std::make_shared<SlotMap>();
     if (!state.map) {
       patched->slot.fill(kNoNode);
@@ -296,6 +348,33 @@ private:
     patched->slot[store::hashSlot(key)] =
         static_cast<std::uint16_t>(at - patched->addresses.begin());
     state.map = std::move(patched);
+    return state.map->addresses;
+  }
+
+  // Whether two maps send every slot to the same address.
+  static bool sameSlots(const SlotMap& a, const SlotMap& b) {
+    if (a.addresses == b.addresses) {
+      return a.slot == b.slot;
+    }
+    for (std::size_t s = 0; s < kSlots; ++s) {
+      const bool an = a.slot[s] == kNoNode;
+      const bool bn = b.slot[s] == kNoNode;
+      if (an != bn || (!an && a.addresses[a.slot[s]] != b.addresses[b.slot[s]])) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Tells the topology listeners, on no lock of the state's.
+  void tellTopology(const std::vector<std::string>& masters, bool slotsMoved) {
+    if (detail::currentForkGeneration() != generation_) {
+      return; // the parent's listeners (and their threads) are not this process's
+    }
+    std::lock_guard<std::mutex> lock(topologyMutex_);
+    for (ClusterTopologyListener* l : topologyListeners_) {
+      l->topologyChanged(masters, slotsMoved);
+    }
   }
 
   // Reloads the whole map from the first node that answers CLUSTER SLOTS, unless another thread
@@ -339,10 +418,17 @@ private:
         continue;
       }
       if (auto map = parseSlots(state, replies.front(), host)) {
-        std::lock_guard<std::mutex> lock(state.mutex);
-        state.map = std::move(map);
-        state.lastRefresh = Clock::now();
-        refreshes_.fetch_add(1, std::memory_order_relaxed);
+        bool changed = false;
+        {
+          std::lock_guard<std::mutex> lock(state.mutex);
+          changed = !state.map || !sameSlots(*state.map, *map);
+          state.map = map;
+          state.lastRefresh = Clock::now();
+          refreshes_.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (changed) {
+          tellTopology(map->addresses, true);
+        }
         return;
       }
     }
@@ -538,8 +624,12 @@ private:
             const auto [host, port] = detail::splitAddress(target, "a redirect target");
             HiredisClient* to = clientFor(state, host, port);
             if (!ask) {
-              patchSlot(state, commands[i].key, std::string(target), to);
+              if (const auto masters = patchSlot(state, commands[i].key, std::string(target), to)) {
+                tellTopology(*masters, true);
+              }
               stale = true;
+            } else {
+              tellTopology({std::string(target)}, false);
             }
             routes[i] = Route{to, ask, routes[i].redirects + 1};
             lastFailure = reply.str;
@@ -619,6 +709,9 @@ private:
   std::vector<std::pair<std::string, int>> seeds_;
   std::atomic<State*> state_{nullptr};
   std::atomic<std::uint64_t> refreshes_{0};
+  const std::uint64_t generation_ = detail::currentForkGeneration();
+  std::mutex topologyMutex_;
+  std::vector<ClusterTopologyListener*> topologyListeners_;
 };
 
 } // namespace cacheaside

@@ -67,9 +67,13 @@ public:
     Backend::CallSink sink(backend_, key);
     flow::GetFlow flow(store_, keys, settings, sink);
     std::exception_ptr thrown;
-    drive(key, flow, flow.start(), load, settings, found.value, thrown, renewer, gate);
+    const bool merged =
+        drive(key, flow, flow.start(), load, settings, found.value, thrown, renewer, gate);
     if (const auto left = flow.leftBehind()) {
       releaseLater(*left, renewer);
+    }
+    if (merged) {
+      return found; // the caller takes the result of the call it merged into
     }
     using Result = flow::GetFlow::Result;
     switch (flow.result()) {
@@ -142,12 +146,14 @@ public:
     void open() {}
     void close() {}
     void hold() {}
+    bool merge() { return false; }
   };
 
   // Performs a flow's actions until it is done. The loader's value lands in value; what it
-  // threw in thrown.
+  // threw in thrown. Returns true when the call merged into another call of the key
+  // (gate.merge()) instead of waiting on its own.
   template <typename Flow, typename Load, typename Gate>
-  void drive(std::string_view key, Flow& flow, flow::Action a, Load& load,
+  bool drive(std::string_view key, Flow& flow, flow::Action a, Load& load,
              const flow::Settings& settings, std::optional<T>& value, std::exception_ptr& thrown,
              LeaseRenewer& renewer, Gate& gate) {
     using Kind = flow::Action::Kind;
@@ -162,6 +168,10 @@ public:
     };
     std::uint64_t mark = 0; // the key's invalidations before the last look, when near_ is set
     while (a.kind != Kind::Done) {
+      // A wait another call of the key already waits for: share it, and the reads after it.
+      if (a.kind == Kind::Sleep && gate.merge()) {
+        return true;
+      }
       // Joiners may share a wait (the next read follows them) or a load under a lease (if its
       // value is not written back, which an invalidation would prevent, they look again), but
       // not a read, a fill or a load without a lease, which may predate them unnoticed. After
@@ -204,6 +214,7 @@ public:
         break;
       }
     }
+    return false;
   }
 
   // Only the get flow waits and decodes.

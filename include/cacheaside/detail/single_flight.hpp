@@ -4,6 +4,8 @@
 // later callers. Work that takes a Gate is closed to later callers until it opens the gate (when
 // what it is doing may no longer predate them); only then does it enter the table, so that work
 // that never opens (a cache hit) costs one lookup under the shard's lock and no allocation.
+// Work about to wait for something another call of the key is already waiting for may merge
+// into that call instead (then later reads are shared: one per process after the wake).
 
 #include <cacheaside/errors.hpp>
 #include <cacheaside/store/keys.hpp>
@@ -45,11 +47,30 @@ public:
     /// or until it closes or finishes, then run on their own: for a step whose result they may
     /// not share (a read sent before they started) but whose next step they may.
     void hold() { set(State::Held); }
+    /// For work that is about to wait (it holds nothing, and its next step is a read that comes
+    /// after now): when another call for the key is in the table and open, joins it and returns
+    /// true; the work should then return at once, and run() returns that call's result instead
+    /// of the work's. False, and nothing changes, when this call is in the table itself or no
+    /// open call is.
+    bool merge() {
+      if (flight_ || merged_) {
+        return false; // callers may be waiting for this call: it runs to the end
+      }
+      std::lock_guard<std::mutex> lock(home_->mutex);
+      const auto it = home_->flights.find(*key_);
+      if (it == home_->flights.end() || it->second->state != State::Open) {
+        return false;
+      }
+      merged_ = it->second;
+      ++merged_->followers;
+      return true;
+    }
 
   private:
     friend class SingleFlight;
-    Gate(Shard* shard, const std::string* key, std::shared_ptr<Flight> flight)
-        : shard_(shard), key_(key), flight_(std::move(flight)), entered_(flight_ != nullptr) {}
+    Gate(Shard* shard, Shard& home, const std::string* key, std::shared_ptr<Flight> flight)
+        : shard_(shard), home_(&home), key_(key), flight_(std::move(flight)),
+          entered_(flight_ != nullptr) {}
 
     void set(State state) {
       if (shard_ == nullptr || (entered_ && !flight_) || (!entered_ && state == State::Closed)) {
@@ -81,8 +102,10 @@ public:
     // Only the thread running the work touches the gate; the flight's state and the table are
     // guarded as Flight says.
     Shard* shard_;                   // null: the work runs without a flight, for good
+    Shard* home_;                    // the key's shard, for merge()
     const std::string* key_;         // the key the flight is entered under
     std::shared_ptr<Flight> flight_; // null until entered
+    std::shared_ptr<Flight> merged_; // the call merge() joined
     bool entered_;                   // has tried to enter
   };
 
@@ -146,24 +169,25 @@ public:
     }
     if (joined) {
       onJoin();
-      {
-        std::unique_lock<std::mutex> lock(flight->mutex);
-        flight->done.wait(lock, [&] { return flight->finished; });
-      }
-      // Immutable once finished: copied outside the lock, by each follower at once.
-      if (flight->error) {
-        std::rethrow_exception(flight->error);
-      }
-      return *flight->result;
+      return awaitResult(*flight);
     }
     here.emplace_back(this, &key);
     const Running running{here};
-    Gate gate(alone ? nullptr : &shard, &key, flight);
+    Gate gate(alone ? nullptr : &shard, shard, &key, flight);
     if (alone) {
-      return invoke(work, gate);
+      R result = invoke(work, gate);
+      if (gate.merged_) {
+        onJoin();
+        return awaitResult(*gate.merged_);
+      }
+      return result;
     }
     try {
       R result = invoke(work, gate);
+      if (gate.merged_) {
+        onJoin(); // merged before entering: no one waits for this call
+        return awaitResult(*gate.merged_);
+      }
       if (Flight* entered = gate.flight_.get()) {
         finish(shard, key, *entered, &result, nullptr);
       }
@@ -261,6 +285,18 @@ private:
     RunningList& list;
     ~Running() { list.pop_back(); }
   };
+
+  // A joined call's result (copied outside the lock: it no longer changes once finished).
+  static R awaitResult(Flight& flight) {
+    {
+      std::unique_lock<std::mutex> lock(flight.mutex);
+      flight.done.wait(lock, [&] { return flight.finished; });
+    }
+    if (flight.error) {
+      std::rethrow_exception(flight.error);
+    }
+    return *flight.result;
+  }
 
   template <typename Work> static R invoke(Work& work, Gate& gate) {
     if constexpr (std::is_invocable_v<Work&, Gate&>) {
