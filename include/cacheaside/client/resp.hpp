@@ -51,20 +51,25 @@ inline Parsed integer(const char* p, const char* cr, long long& value) {
   return Parsed::Complete;
 }
 
-inline Parsed parse(const char*& cursor, const char* end, Reply& out, int depth) {
-  const char* p = cursor;
+// Finds the "\r\n" that ends the line of the element at p (its type byte, then its text).
+inline Parsed lineEnd(const char* p, const char* end, const char*& cr) {
   if (p == end) {
     return Parsed::NeedMore;
   }
-  const char type = *p++;
-  const auto* cr =
-      static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
+  cr = static_cast<const char*>(std::memchr(p + 1, '\r', static_cast<std::size_t>(end - p - 1)));
   if (cr == nullptr || cr + 1 == end) {
     return Parsed::NeedMore;
   }
-  if (cr[1] != '\n') {
-    return Parsed::Invalid;
+  return cr[1] == '\n' ? Parsed::Complete : Parsed::Invalid;
+}
+
+inline Parsed parse(const char*& cursor, const char* end, Reply& out, int depth) {
+  const char* p = cursor;
+  const char* cr = nullptr;
+  if (const Parsed line = lineEnd(p, end, cr); line != Parsed::Complete) {
+    return line;
   }
+  const char type = *p++;
   const char* next = cr + 2;
   long long n = 0;
   switch (type) {
@@ -143,18 +148,11 @@ inline Parsed scanReply(const char* begin, const char* end, ReplyScan& scan) {
       --scan.depth;
       continue;
     }
-    if (p == end) {
-      return Parsed::NeedMore;
+    const char* cr = nullptr;
+    if (const Parsed line = resp::lineEnd(p, end, cr); line != Parsed::Complete) {
+      return line;
     }
     const char type = *p;
-    const auto* cr =
-        static_cast<const char*>(std::memchr(p + 1, '\r', static_cast<std::size_t>(end - p - 1)));
-    if (cr == nullptr || cr + 1 == end) {
-      return Parsed::NeedMore;
-    }
-    if (cr[1] != '\n') {
-      return Parsed::Invalid;
-    }
     const char* next = cr + 2;
     long long n = 0;
     switch (type) {

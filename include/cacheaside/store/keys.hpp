@@ -40,19 +40,25 @@ struct Keys {
   std::string refreshLease;
 };
 
+/// "<keyNamespace'><infix><name'>}" with both escaped: infix ends with the hash tag's "{".
+inline std::string hashTagged(std::string_view keyNamespace, std::string_view infix,
+                              std::string_view name) {
+  std::string out;
+  out.reserve(keyNamespace.size() + infix.size() + name.size() + 1);
+  appendEscaped(out, keyNamespace);
+  out.append(infix);
+  appendEscaped(out, name);
+  out.push_back('}');
+  return out;
+}
+
 /// The Redis key holding user key's value in keyNamespace (what redis-cli would GET). Throws
 /// std::invalid_argument for an empty key.
 inline std::string valueKey(std::string_view keyNamespace, std::string_view key) {
   if (key.empty()) {
     throw std::invalid_argument("cacheaside: the key must not be empty");
   }
-  std::string value;
-  value.reserve(keyNamespace.size() + key.size() + 4);
-  appendEscaped(value, keyNamespace);
-  value.append(":{");
-  appendEscaped(value, key);
-  value.push_back('}');
-  return value;
+  return hashTagged(keyNamespace, ":{", key);
 }
 
 /// The keys of user key in keyNamespace. Throws std::invalid_argument for an empty key.
@@ -70,13 +76,7 @@ inline std::string tagKey(std::string_view keyNamespace, std::string_view tag) {
   if (tag.empty()) {
     throw std::invalid_argument("cacheaside: a tag must not be empty");
   }
-  std::string out;
-  out.reserve(keyNamespace.size() + tag.size() + 7);
-  appendEscaped(out, keyNamespace);
-  out.append(":tag:{");
-  appendEscaped(out, tag);
-  out.push_back('}');
-  return out;
+  return hashTagged(keyNamespace, ":tag:{", tag);
 }
 
 /// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
