@@ -277,6 +277,46 @@ TEST_CASE("flow: a lookup lost in transport loads uncached and leaves its lease 
   CHECK(flow.leftBehind()->token == lease);
 }
 
+TEST_CASE("flow: a peek (GET) answers a hit, and only a nil continues with the lease") {
+  Fixture f;
+  f.settings.peekFirst = true;
+  GetFlow first(f.store, f.keys, f.settings, f.sink);
+  Action a = first.start(); // the store's first look asks the server's TIME along
+  REQUIRE(a.commands->size() == 2);
+  CHECK(a.commands->at(1).argv.at(0) == "TIME");
+  GetFlow hit(f.store, f.keys, f.settings, f.sink);
+  a = hit.start();
+  REQUIRE(a.kind == Kind::Send);
+  REQUIRE(a.commands->size() == 1);
+  CHECK(a.commands->at(0).argv == cacheaside::Argv{"GET", f.keys.value});
+  a = hit.onReplies({str(stamped(10, 0, "{}", 60000))}, f.t0 + 250ms);
+  REQUIRE(a.kind == Kind::Decode);
+  CHECK(hit.onDecoded(true, 0.5).kind == Kind::Done);
+  CHECK(hit.result() == GetFlow::Result::Hit);
+  CHECK(hit.pttl() == 59750);
+
+  GetFlow miss(f.store, f.keys, f.settings, f.sink);
+  miss.start();
+  a = miss.onReplies({nil()}, f.t0);
+  REQUIRE(a.kind == Kind::Send);
+  CHECK(a.commands->at(0).argv.at(0) == "SET"); // now the lease
+  a = miss.onReplies({nil()}, f.t0);
+  REQUIRE(a.kind == Kind::Load);
+  CHECK(a.encode);
+  CHECK(f.sink[Counter::hits] == 1);
+  CHECK(f.sink[Counter::misses] == 1); // the nil peek counted nothing of its own
+
+  // A peek lost in transport took no lease: loads uncached, leaves nothing to release.
+  GetFlow lost(f.store, f.keys, f.settings, f.sink);
+  lost.start();
+  a = lost.onTransportError();
+  REQUIRE(a.kind == Kind::Load);
+  CHECK_FALSE(a.encode);
+  CHECK(lost.onLoaded(of(Loaded::Kind::Value), 0.5).kind == Kind::Done);
+  CHECK(lost.result() == GetFlow::Result::LoadedUncached);
+  CHECK_FALSE(lost.leftBehind());
+}
+
 TEST_CASE("flow: a waiter polls with doubling pauses up to pollMax within its wait budget") {
   Fixture f;
   f.settings.pollInitial = 2ms;
