@@ -714,6 +714,32 @@ double threadCpuMicros() {
   return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_nsec) / 1e3;
 }
 
+// Microseconds from t0 until cache has counted more invalidations than before (at most 1 s).
+// Yields: on one CPU, a spin would keep the feed's thread from running.
+template <typename Cache, typename Count>
+double microsUntilInvalidated(const Cache& cache, Count before, bench::Clock::time_point t0) {
+  const auto limit = t0 + 1s;
+  while (cache.nearStats().invalidations == before && bench::Clock::now() < limit) {
+    std::this_thread::yield();
+  }
+  return std::chrono::duration<double, std::micro>(bench::Clock::now() - t0).count();
+}
+
+// How long invalidations took to be seen: the table cell, and the p99 for the verdict.
+struct Seen {
+  std::string cell;
+  double p99 = 0;
+};
+Seen describeSeen(std::vector<double> us) {
+  std::sort(us.begin(), us.end());
+  const auto q = [&](double p) {
+    return us[std::min(us.size() - 1, static_cast<std::size_t>(p * us.size()))];
+  };
+  return {bench::format("p50 %.0f µs, p90 %.0f µs, p99 %.0f µs, max %.0f µs (n=%zu)", q(0.5),
+                        q(0.9), q(0.99), us.back(), us.size()),
+          q(0.99)};
+}
+
 // A loopback port that nothing listens on (the kernel picked it a moment ago).
 // 100 keys of which 10 miss (fresh keys each call, the other 90 warm): one getOrLoadMany
 // against 100 sequential getOrLoad calls, interleaved rep by rep. Values are one product each
@@ -1020,21 +1046,11 @@ void nearSection(const Config& cfg, cacheaside::HiredisClient& client, const Pro
     const auto before = nearCache.nearStats().invalidations;
     const auto t0 = bench::Clock::now();
     writer.command({"SET", redisKey, bytes, "PX", "3600000"});
-    const auto limit = t0 + 1s;
-    // Yields: on one CPU, a spin would keep the feed's thread from running.
-    while (nearCache.nearStats().invalidations == before && bench::Clock::now() < limit) {
-      std::this_thread::yield();
-    }
-    seenUs.push_back(std::chrono::duration<double, std::micro>(bench::Clock::now() - t0).count());
+    seenUs.push_back(microsUntilInvalidated(nearCache, before, t0));
   }
-  std::sort(seenUs.begin(), seenUs.end());
-  const auto q = [&](double p) {
-    return seenUs[std::min(seenUs.size() - 1, static_cast<std::size_t>(p * seenUs.size()))];
-  };
+  const Seen seen = describeSeen(std::move(seenUs));
   table.add({"6 near", "invalidation by another connection seen locally (SET sent → evicted)",
-             bench::format("p50 %.0f µs, p90 %.0f µs, p99 %.0f µs, max %.0f µs (n=%zu)", q(0.5),
-                           q(0.9), q(0.99), seenUs.back(), seenUs.size()),
-             "", "", "p99 ≤ 2 ms", verdict(q(0.99) <= 2000)});
+             seen.cell, "", "", "p99 ≤ 2 ms", verdict(seen.p99 <= 2000)});
 
   // The bound: 4,000 distinct keys read 5 times each through a near cache bounded at 1 MiB.
   cacheaside::CacheOptions bounded = o;
@@ -1187,21 +1203,12 @@ void clusterSection(const Config& cfg, const Products& products, const std::stri
       const auto before = nearCache.nearStats().invalidations;
       const auto t0 = bench::Clock::now();
       writer.set(k, products, std::chrono::hours(1));
-      const auto limit = t0 + 1s;
-      while (nearCache.nearStats().invalidations == before && bench::Clock::now() < limit) {
-        std::this_thread::yield();
-      }
-      seenUs.push_back(std::chrono::duration<double, std::micro>(bench::Clock::now() - t0).count());
+      seenUs.push_back(microsUntilInvalidated(nearCache, before, t0));
     }
-    std::sort(seenUs.begin(), seenUs.end());
-    const auto q = [&](double p) {
-      return seenUs[std::min(seenUs.size() - 1, static_cast<std::size_t>(p * seenUs.size()))];
-    };
+    const Seen seen = describeSeen(std::move(seenUs));
     table.add({"6 cluster",
                "near cache: another client's set seen locally (set sent → evicted), 3 masters",
-               bench::format("p50 %.0f µs, p90 %.0f µs, p99 %.0f µs, max %.0f µs (n=%zu)", q(0.5),
-                             q(0.9), q(0.99), seenUs.back(), seenUs.size()),
-               "", "", "p99 ≤ 2 ms", verdict(q(0.99) <= 2000)});
+               seen.cell, "", "", "p99 ≤ 2 ms", verdict(seen.p99 <= 2000)});
   } // no thread of ours runs while the stampede forks
   std::vector<double> loads;
   std::vector<double> wall;
